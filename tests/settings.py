@@ -1,0 +1,26 @@
+"""Django settings for vinyl's test suite; the database comes from DATABASE_URL."""
+
+import os
+from urllib.parse import unquote, urlsplit
+
+
+def database_from_url(url: str) -> dict:
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "VINYL": {"min_size": 1, "max_size": 10, "timeout": 10},
+        "TEST": {"NAME": "vinyl_test"},
+    }
+
+
+DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "tests.testapp"]
+USE_TZ = True
+TIME_ZONE = "Europe/Amsterdam"
+SECRET_KEY = "vinyl-tests"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,58 @@
+"""vinyl: Django's ORM with native async I/O on psycopg 3, one code base for both modes."""
+
+from typing import Any
+
+from .flags import async_mode, is_async, reset_async, set_async, sync_mode
+from .futures import AwaitableInSyncModeError, gather, later, maybe_async, ready, then
+
+__all__ = [
+    "AwaitableInSyncModeError",
+    "ImplicitQueryError",
+    "PoolExhausted",
+    "SynchronousQueryError",
+    "VinylManager",
+    "VinylModel",
+    "VinylQuerySet",
+    "async_mode",
+    "atomic",
+    "close_pools",
+    "gather",
+    "get_rollback",
+    "is_async",
+    "later",
+    "maybe_async",
+    "on_commit",
+    "ready",
+    "reset_async",
+    "set_async",
+    "set_rollback",
+    "sync_mode",
+    "then",
+]
+
+# Names that need Django's settings and app registry load on first use, so `import vinyl` works
+# anywhere (settings modules included).
+_LAZY = {
+    "ImplicitQueryError": "model",
+    "VinylManager": "model",
+    "VinylModel": "model",
+    "VinylQuerySet": "model",
+    "PoolExhausted": "pool",
+    "close_pools": "pool",
+    "SynchronousQueryError": "replay",
+    "atomic": "transaction",
+    "get_rollback": "transaction",
+    "on_commit": "transaction",
+    "set_rollback": "transaction",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vinyl' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"vinyl.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,154 @@
+"""Dual SQL compilers: Django generates the SQL, vinyl runs it in the current mode.
+
+Each class subclasses the PostgreSQL backend's compiler of the same name (this module is also a
+``compiler_module`` for ``DatabaseOperations``) and adds ``vinyl_execute_sql()``: the one I/O point,
+written once as a ``@maybe_async`` generator. Django's own ``execute_sql()`` stays for Django code
+that calls it synchronously:
+
+* sync mode: it runs ``vinyl_execute_sql()`` (sync) on Django's connection;
+* while :func:`vinyl.replay.call_with_io` replays a Django function in async mode, it answers from
+  the replay's tape (or asks for the I/O to be done);
+* otherwise, in async mode, it raises: a synchronous query there would block the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db.backends.postgresql import compiler as pg
+from django.db.models.sql.constants import (
+    CURSOR,
+    GET_ITERATOR_CHUNK_SIZE,
+    MULTI,
+    NO_RESULTS,
+    SINGLE,
+)
+
+from .connection import ALL_ROWS, acquire, prepare, run_on
+from .flags import is_async
+from .futures import maybe_async
+
+__all__ = [
+    "SQLAggregateCompiler",
+    "SQLCompiler",
+    "SQLDeleteCompiler",
+    "SQLInsertCompiler",
+    "SQLUpdateCompiler",
+]
+
+_NOT_SET = object()
+
+
+class VinylCompilerMixin:
+    """The execution half shared by every vinyl compiler."""
+
+    #: Rows prepared for the next ``execute_sql()`` call: vinyl runs the query itself (in either
+    #: mode) and lets Django's iterables consume the result as if they had run it.
+    vinyl_result: Any = _NOT_SET
+
+    def execute_sql(
+        self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
+    ):
+        result = self.vinyl_result
+        if result is not _NOT_SET:
+            self.vinyl_result = _NOT_SET
+            return result
+        if is_async():
+            from .replay import answer
+
+            return answer(self, (result_type, chunked_fetch, chunk_size))
+        if result_type == CURSOR or chunked_fetch:
+            return super().execute_sql(result_type, chunked_fetch, chunk_size)
+        return self.vinyl_execute_sql(result_type, chunk_size=chunk_size)
+
+    @maybe_async
+    def vinyl_execute_sql(
+        self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
+    ):
+        """Run the query in the current mode; return what Django's ``execute_sql`` returns.
+
+        MULTI returns a list holding one block of rows (the whole result, as Django's
+        non-chunked fetch does).
+        """
+        result_type = result_type or NO_RESULTS
+        if result_type == CURSOR or chunked_fetch:
+            raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
+        yield prepare(self.connection.alias)
+        try:
+            sql, params = self.as_sql()
+            if not sql:
+                raise EmptyResultSet
+        except EmptyResultSet:
+            return [] if result_type == MULTI else None
+        handle = yield acquire(self.connection.alias)
+        try:
+            value = yield run_on(handle, sql, params, result_type)
+        finally:
+            yield handle.release()
+        if result_type == MULTI:
+            if self.has_extra_select:
+                value = [row[: self.col_count] for row in value]
+            return [value] if value else []
+        if result_type == SINGLE and value:
+            return value[: self.col_count]
+        return value
+
+
+class SQLCompiler(VinylCompilerMixin, pg.SQLCompiler):
+    pass
+
+
+class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
+    def execute_sql(self, returning_fields=None):
+        if is_async():
+            from .replay import answer
+
+            return answer(self, (returning_fields,))
+        return self.vinyl_execute_sql(returning_fields)
+
+    @maybe_async
+    def vinyl_execute_sql(self, returning_fields=None):
+        """Run the INSERT statements; return the RETURNING rows, converted (as Django does)."""
+        assert not (
+            returning_fields
+            and len(self.query.objs) != 1
+            and not self.connection.features.can_return_rows_from_bulk_insert
+        )
+        yield prepare(self.connection.alias)
+        opts = self.query.get_meta()
+        self.returning_fields = returning_fields
+        statements = self.as_sql()
+        rows: list[Any] = []
+        handle = yield acquire(self.connection.alias)
+        try:
+            for sql, params in statements:
+                kind = ALL_ROWS if returning_fields else NO_RESULTS
+                rows = yield run_on(handle, sql, params, kind)
+        finally:
+            yield handle.release()
+        if not returning_fields:
+            return []
+        cols = [field.get_col(opts.db_table) for field in self.returning_fields]
+        converters = self.get_converters(cols)
+        if converters:
+            rows = list(self.apply_converters(rows, converters))
+        return rows
+
+
+class SQLDeleteCompiler(pg.SQLDeleteCompiler, SQLCompiler):
+    pass
+
+
+class SQLUpdateCompiler(pg.SQLUpdateCompiler, SQLCompiler):
+    # Django's execute_sql() runs here first (related updates of multi-table inheritance
+    # parents); its super().execute_sql() reaches VinylCompilerMixin for each statement.
+    pass
+
+
+class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):
+    pass
+
+
+def compiler_for(name: str) -> type:
+    return globals()[name]

@@ -1,0 +1,280 @@
+"""Deferred continuations: write an operation once, run it eagerly or as a coroutine.
+
+A *maybe-async value* is a plain value in sync mode and an awaitable in async mode. The
+combinators here take and return such values, so universal code never asks which mode it is in:
+
+``@maybe_async``
+    Drive a generator function: ``row = yield cursor.fetchone()``. Sync mode runs the generator to
+    its end at once; async mode returns a coroutine that awaits whatever the generator yields.
+    Exceptions are thrown back into the generator in both modes.
+``@later``
+    Call a function once its arguments (and default values) are ready.
+``gather``, ``then``, ``ready``
+    Several values at once, a continuation of one value, and a value as it stands.
+
+Awaitables that know how to compute their value synchronously (vinyl's querysets) declare a
+``__vinyl_resolve__()`` method; sync mode calls it where async mode would ``await``. Any other
+awaitable that reaches sync mode is a bug and raises :class:`AwaitableInSyncModeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+from .flags import is_async
+
+__all__ = [
+    "AwaitableInSyncModeError",
+    "gather",
+    "later",
+    "maybe_async",
+    "ready",
+    "then",
+]
+
+T = TypeVar("T")
+_isawaitable = inspect.isawaitable
+
+
+class AwaitableInSyncModeError(TypeError):
+    """An awaitable reached vinyl code running in sync mode."""
+
+
+def _discard(value: Any) -> None:
+    """Close a coroutine (or pending combinator) that will never be awaited."""
+    close = getattr(value, "close", None)
+    if close is not None and (inspect.iscoroutine(value) or isinstance(value, _Pending)):
+        close()
+
+
+def _discard_all(values: Any) -> None:
+    for value in values:
+        _discard(value)
+
+
+def _resolve_sync(value: Any) -> Any:
+    if not _isawaitable(value):
+        return value
+    resolve = getattr(type(value), "__vinyl_resolve__", None)
+    if resolve is not None:
+        return resolve(value)
+    _discard(value)
+    raise AwaitableInSyncModeError(
+        f"{value!r} is awaitable, but vinyl is running this code in sync mode. It was probably "
+        "created in async mode (a running event loop or set_async(True)) and passed to code "
+        "that runs in sync mode: await it in async code, or create it under vinyl.sync_mode()."
+    )
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+class _Pending:
+    """The awaitable a combinator returns in async mode.
+
+    Unlike a bare coroutine it can be closed before it starts *together with the awaitables it
+    holds*, so an error in one argument never leaves another one's coroutine unawaited.
+    """
+
+    __slots__ = ("_coro", "_children")
+
+    def __init__(self, coro: Any, children: tuple[Any, ...] = ()) -> None:
+        self._coro = coro
+        self._children = children
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        self._children = ()
+        return self._coro.__await__()
+
+    def close(self) -> None:
+        if inspect.getcoroutinestate(self._coro) == inspect.CORO_CREATED:
+            _discard_all(self._children)
+        self._children = ()
+        self._coro.close()
+
+    def __repr__(self) -> str:
+        return f"<vinyl pending {self._coro.__qualname__}>"
+
+
+class _Ready:
+    """An awaitable of a value that is already known (never warns when dropped)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # pragma: no cover - makes this a generator
+
+    def __vinyl_resolve__(self) -> Any:
+        return self.value
+
+
+def ready(value: T) -> T | Awaitable[T]:
+    """Return *value* as a maybe-async value: itself in sync mode, an awaitable of it in async."""
+    return _Ready(value) if is_async() else value
+
+
+# -- @maybe_async: the generator driver ---------------------------------------------------------
+
+
+def _drive_sync(gen: Generator[Any, Any, T]) -> T:
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            value = gen.send(send) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            error = None
+        try:
+            send = _resolve_sync(value)
+        except BaseException as exc:  # thrown back in, so try/except in the generator works
+            error, send = exc, None
+
+
+async def _drive_async(gen: Generator[Any, Any, T]) -> T:
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            value = gen.send(send) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            error = None
+        if _isawaitable(value):
+            try:
+                send = await value
+            except BaseException as exc:  # cancellation included: the generator's finally runs
+                error, send = exc, None
+        else:
+            send = value
+
+
+def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[..., Any]:
+    """Turn a generator function into an operation that follows the mode.
+
+    Inside the generator, ``x = yield value`` stands where async code would write
+    ``x = await value``; ``value`` may be a maybe-async value or a plain one. The generator's
+    ``return`` is the result: returned at once in sync mode, by the coroutine in async mode.
+    """
+    if not inspect.isgeneratorfunction(genfunc):
+        raise TypeError(f"@maybe_async needs a generator function, got {genfunc!r}")
+
+    @functools.wraps(genfunc)
+    def operation(*args: Any, **kwargs: Any) -> Any:
+        if is_async():
+            return _Pending(_drive_async(genfunc(*args, **kwargs)))
+        return _drive_sync(genfunc(*args, **kwargs))
+
+    operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]
+    return operation
+
+
+# -- @later, then, gather -----------------------------------------------------------------------
+
+
+def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple[list, dict]:
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return list(bound.args), dict(bound.kwargs)
+
+
+async def _call_later(func: Callable[..., Any], args: list, kwargs: dict) -> Any:
+    pending = [*args, *kwargs.values()]
+    try:
+        for i, value in enumerate(args):
+            if _isawaitable(value):
+                args[i] = await value
+                pending[i] = None
+        offset = len(args)
+        for j, (key, value) in enumerate(kwargs.items()):
+            if _isawaitable(value):
+                kwargs[key] = await value
+                pending[offset + j] = None
+    except BaseException:
+        _discard_all(pending)
+        raise
+    result = func(*args, **kwargs)
+    while _isawaitable(result):
+        result = await result
+    return result
+
+
+def later(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Call *func* once every argument it receives, defaults included, is a value.
+
+    Sync mode calls it at once. Async mode returns an awaitable that awaits each awaitable
+    argument in order, calls *func*, and awaits its result too if that is awaitable.
+    """
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def continuation(*args: Any, **kwargs: Any) -> Any:
+        args_, kwargs_ = _bind(sig, args, kwargs)
+        if is_async():
+            return _Pending(_call_later(func, args_, kwargs_), (*args_, *kwargs_.values()))
+        try:
+            args_ = [_resolve_sync(value) for value in args_]
+            kwargs_ = {key: _resolve_sync(value) for key, value in kwargs_.items()}
+        except BaseException:
+            _discard_all((*args_, *kwargs_.values()))
+            raise
+        return _resolve_sync(func(*args_, **kwargs_))
+
+    return continuation
+
+
+def then(value: Any, func: Callable[[Any], Any]) -> Any:
+    """Return ``func(value)`` once *value* is ready (a maybe-async value, flattened)."""
+    if is_async():
+        return _Pending(_call_later(func, [value], {}), (value,))
+    return _resolve_sync(func(_resolve_sync(value)))
+
+
+async def _gather_async(values: tuple[Any, ...]) -> list[Any]:
+    results = list(values)
+    tasks = {i: asyncio.ensure_future(v) for i, v in enumerate(values) if _isawaitable(v)}
+    if not tasks:
+        return results
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        pending = [t for t in tasks.values() if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    for i, task in tasks.items():  # the first failure in argument order wins
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    for i, task in tasks.items():
+        results[i] = task.result()
+    return results
+
+
+def gather(*values: Any) -> Any:
+    """Return the list of the values once all are ready.
+
+    Async mode runs the awaitables concurrently; the first one to fail cancels the others and its
+    error propagates. Sync mode computes them in order.
+    """
+    if is_async():
+        return _Pending(_gather_async(values), values)
+    results = []
+    try:
+        for i, value in enumerate(values):
+            results.append(_resolve_sync(value))
+    except BaseException:
+        _discard_all(values[i + 1 :])
+        raise
+    return results

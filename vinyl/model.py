@@ -1,0 +1,237 @@
+"""VinylQuerySet, VinylManager, VinylModel and the relation accessor ``obj.q``.
+
+A VinylQuerySet is a Django QuerySet whose evaluation and terminal methods follow the mode: sync
+mode returns values, async mode returns awaitables. Chainable methods are Django's own and never
+do I/O. Each terminal method is written once, as a ``@maybe_async`` generator, and mirrors the
+Django method of the same name (its docstring says where it differs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import NotSupportedError, models
+from django.db.models.query import MAX_GET_RESULTS, QuerySet
+from django.db.models.sql.constants import SINGLE
+
+from .flags import is_async
+from .futures import maybe_async, ready
+from .pool import sql_connection
+from .query import VinylQuery
+from .replay import _tape, call_with_io
+
+__all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", "as_vinyl"]
+
+
+class ImplicitQueryError(RuntimeError):
+    """An unevaluated queryset or unloaded relation was used where async mode cannot wait."""
+
+
+class VinylQuerySet(QuerySet):
+    """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
+
+    def __init__(self, model=None, query=None, using=None, hints=None):
+        super().__init__(model, query if query is not None else VinylQuery(model), using, hints)
+
+    # -- evaluation -------------------------------------------------------------------------
+    @maybe_async
+    def _fetch(self):
+        """Evaluate the queryset (once) and return its result cache."""
+        if self._result_cache is None:
+            compiler = self.query.get_compiler(using=self.db)
+            results = yield compiler.vinyl_execute_sql()
+            self._result_cache = self._objects_from(compiler, results)
+        if self._prefetch_related_lookups and not self._prefetch_done:
+            yield self._vinyl_prefetch()
+        return self._result_cache
+
+    def _objects_from(self, compiler: Any, results: Any) -> list[Any]:
+        # Django's iterable classes turn rows into objects, values, tuples … exactly as for
+        # Model.objects; they get the compiler that already ran the query.
+        compiler.vinyl_result = results
+        self.query.vinyl_compiler = compiler
+        try:
+            return list(self._iterable_class(self))
+        finally:
+            self.query.vinyl_compiler = None
+
+    @maybe_async
+    def _vinyl_prefetch(self):
+        from django.db.models.query import prefetch_related_objects
+
+        yield call_with_io(
+            lambda: prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
+        )
+        self._prefetch_done = True
+
+    def _fetch_all(self):
+        # Django's own entry point: __iter__, __len__, __bool__, __getitem__ …
+        if self._result_cache is not None and (
+            self._prefetch_done or not self._prefetch_related_lookups
+        ):
+            return
+        if not is_async():
+            self._fetch()
+        elif _tape.get() is not None:
+            super()._fetch_all()  # inside a replayed Django function: its queries are taped
+        else:
+            raise ImplicitQueryError(
+                f"This {self.model.__name__} queryset has not been evaluated, and async mode "
+                "cannot run a query implicitly (len(), bool(), iteration, list() or indexing). "
+                "Evaluate it first: `objs = await qs`, `async for obj in qs`, `await qs.first()`, "
+                "`await qs.count()` or `await qs.exists()`."
+            )
+
+    def __await__(self):
+        if not is_async():
+            raise TypeError(
+                "A VinylQuerySet was awaited in sync mode; in sync mode iterate it or call "
+                "list(qs) instead (the mode is set by vinyl.set_async / sync_mode / async_mode)."
+            )
+        return self._fetch().__await__()
+
+    def __vinyl_resolve__(self) -> list[Any]:
+        return self._fetch()
+
+    def __aiter__(self):
+        return self._aiter()
+
+    async def _aiter(self):
+        for obj in await self._fetch():
+            yield obj
+
+    # -- terminal methods -------------------------------------------------------------------
+    @maybe_async
+    def get(self, *args: Any, **kwargs: Any):
+        """Return the single object matching the lookups, as ``QuerySet.get``."""
+        if self.query.combinator and (args or kwargs):
+            raise NotSupportedError(
+                f"Calling QuerySet.get(...) with filters after {self.query.combinator}() is not "
+                "supported."
+            )
+        clone = self._chain() if self.query.combinator else self.filter(*args, **kwargs)
+        if self.query.can_filter() and not self.query.distinct_fields:
+            clone = clone.order_by()
+        limit = None
+        if (
+            not clone.query.select_for_update
+            or sql_connection(clone.db).features.supports_select_for_update_with_limit
+        ):
+            limit = MAX_GET_RESULTS
+            clone.query.set_limits(high=limit)
+        objs = yield clone._fetch()
+        num = len(objs)
+        if num == 1:
+            return objs[0]
+        if not num:
+            raise self.model.DoesNotExist(
+                f"{self.model._meta.object_name} matching query does not exist."
+            )
+        raise self.model.MultipleObjectsReturned(
+            "get() returned more than one {} -- it returned {}!".format(
+                self.model._meta.object_name,
+                num if not limit or num < limit else f"more than {limit - 1}",
+            )
+        )
+
+    @maybe_async
+    def first(self):
+        """Return the first object (ordering by pk if unordered), or None."""
+        if self.ordered:
+            queryset = self
+        else:
+            self._check_ordering_first_last_queryset_aggregation(method="first")
+            queryset = self.order_by("pk")
+        objs = yield queryset[:1]._fetch()
+        return objs[0] if objs else None
+
+    @maybe_async
+    def last(self):
+        """Return the last object (ordering by pk if unordered), or None."""
+        if self.ordered:
+            queryset = self.reverse()
+        else:
+            self._check_ordering_first_last_queryset_aggregation(method="last")
+            queryset = self.order_by("-pk")
+        objs = yield queryset[:1]._fetch()
+        return objs[0] if objs else None
+
+    def count(self) -> Any:
+        """Return the number of rows (``len()`` of the cache if already evaluated)."""
+        if self._result_cache is not None:
+            return ready(len(self._result_cache))
+        query = self.query.chain()
+        return call_with_io(lambda: query.chain().get_count(using=self.db))
+
+    @maybe_async
+    def exists(self):
+        """Return True if the queryset contains any result."""
+        if self._result_cache is not None:
+            return bool(self._result_cache)
+        query = self.query.exists()
+        row = yield query.get_compiler(using=self.db).vinyl_execute_sql(SINGLE)
+        return bool(row)
+
+    def contains(self, obj: models.Model) -> Any:
+        """Return True if the queryset contains *obj* (Django's checks and semantics)."""
+        if self._result_cache is not None:
+            return ready(QuerySet.contains(self, obj))
+        return QuerySet.contains(self, obj)  # ends in self.filter(pk=...).exists()
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
+        """Return a dict of aggregate values over the queryset, as ``QuerySet.aggregate``."""
+        return call_with_io(lambda: QuerySet.aggregate(self._chain(), *args, **kwargs))
+
+    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
+        """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""
+        return call_with_io(
+            lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name)
+        )
+
+    def explain(self, *, format: str | None = None, **options: Any) -> Any:
+        """Return the query plan as text, as ``QuerySet.explain``."""
+        return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
+
+
+def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
+    """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
+    if isinstance(queryset, VinylQuerySet):
+        return queryset
+    clone = VinylQuerySet(
+        model=queryset.model,
+        query=queryset.query.chain(VinylQuery),
+        using=queryset._db,
+        hints=queryset._hints,
+    )
+    for attr in (
+        "_sticky_filter",
+        "_for_write",
+        "_prefetch_related_lookups",
+        "_known_related_objects",
+        "_iterable_class",
+        "_fields",
+        "_fetch_mode",
+        "_prefetch_done",
+    ):
+        if hasattr(queryset, attr):
+            setattr(clone, attr, getattr(queryset, attr))
+    if queryset._result_cache is not None:
+        clone._result_cache = list(queryset._result_cache)
+    return clone
+
+
+class VinylManager(models.Manager.from_queryset(VinylQuerySet)):
+    """A manager of VinylQuerySets; ``Model.vinyl(**fields)`` builds an unsaved instance."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> models.Model:
+        return self.model(*args, **kwargs)
+
+
+class VinylModel(models.Model):
+    """An abstract model that adds ``vinyl = VinylManager()`` and the relation accessor ``q``."""
+
+    vinyl = VinylManager()
+    objects = models.Manager()
+
+    class Meta:
+        abstract = True

@@ -1,0 +1,222 @@
+"""Async connection pools: one ``psycopg_pool.AsyncConnectionPool`` per (database alias, loop).
+
+Pools are configured from ``settings.DATABASES[alias]`` with the same connection parameters,
+adapters (timezone included), cursor class, role and isolation level as Django's psycopg 3 backend,
+so a value read through vinyl equals the value Django reads. Pool sizing lives under the alias's
+``"VINYL"`` key::
+
+    DATABASES = {"default": {..., "VINYL": {"min_size": 2, "max_size": 10, "timeout": 30}}}
+
+Every key of that dict is passed to ``AsyncConnectionPool`` (``max_lifetime``, ``max_idle``,
+``reconnect_timeout``, ``check`` …). Sync mode never uses these pools: it runs on Django's own
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.backends.postgresql.base import DatabaseWrapper as PGDatabaseWrapper
+from django.db.utils import OperationalError, load_backend
+from psycopg import IsolationLevel
+from psycopg.client_cursor import ClientCursorMixin
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .flags import is_async
+
+__all__ = ["PoolExhausted", "close_pools", "get_pool", "sql_connection"]
+
+DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
+
+
+class PoolExhausted(OperationalError):
+    """No pooled connection became free within the pool's timeout."""
+
+
+class AsyncServerSideCursor(ClientCursorMixin, psycopg.AsyncServerCursor):
+    """A named cursor with client-side binding, as Django's ``ServerSideCursor`` (ticket #20516)."""
+
+
+def _compile_wrapper_class(backend_class: type) -> type:
+    ops_class = type(
+        "VinylOperations", (backend_class.ops_class,), {"compiler_module": "vinyl.compiler"}
+    )
+
+    class CompileWrapper(backend_class):  # type: ignore[misc, valid-type]
+        """Django's DatabaseWrapper for SQL generation in async mode; it never connects.
+
+        Its operations use vinyl's compilers (``compiler_module``), so Django code that compiles
+        a query with it (see vinyl.replay) reaches vinyl's execution path.
+        """
+
+        def get_autocommit(self) -> bool:
+            from .transaction import current_pin  # the pinned transaction decides
+
+            return current_pin(self.alias) is None
+
+        def ensure_connection(self) -> None:
+            raise RuntimeError(
+                "vinyl's async-mode SQL compiler tried to use Django's sync connection for "
+                f"alias {self.alias!r}; this is a vinyl bug, please report it."
+            )
+
+    CompileWrapper.ops_class = ops_class
+
+    return CompileWrapper
+
+
+_compile_wrappers: dict[str, Any] = {}
+_wrapper_lock = threading.Lock()
+
+
+def sql_connection(alias: str) -> Any:
+    """Return the DatabaseWrapper that compiles SQL for *alias* in the current mode.
+
+    Sync mode: Django's own connection (it also runs the query). Async mode: a wrapper that shares
+    Django's operations, features and quoting but never opens a connection of its own.
+    """
+    if not is_async():
+        return connections[alias]
+    try:
+        return _compile_wrappers[alias]
+    except KeyError:
+        pass
+    with _wrapper_lock:
+        if alias not in _compile_wrappers:
+            settings_dict = connections.settings[alias]
+            backend = load_backend(settings_dict["ENGINE"])
+            if not issubclass(backend.DatabaseWrapper, PGDatabaseWrapper):
+                raise ImproperlyConfigured(
+                    f"vinyl's async mode needs a PostgreSQL database; DATABASES[{alias!r}] uses "
+                    f"{settings_dict['ENGINE']!r}."
+                )
+            cls = _compile_wrapper_class(backend.DatabaseWrapper)
+            _compile_wrappers[alias] = cls(settings_dict, alias)
+        return _compile_wrappers[alias]
+
+
+# -- pools -------------------------------------------------------------------------------------
+
+
+class _Pools:
+    """The pools of one event loop, keyed by alias."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, AsyncConnectionPool] = {}
+        self.lock = asyncio.Lock()
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = (
+    weakref.WeakKeyDictionary()
+)
+_by_loop_lock = threading.Lock()
+
+
+def _loop_pools() -> _Pools:
+    loop = asyncio.get_running_loop()
+    pools = _by_loop.get(loop)
+    if pools is None:
+        with _by_loop_lock:
+            pools = _by_loop.setdefault(loop, _Pools())
+    return pools
+
+
+def _pool_options(alias: str, settings_dict: dict[str, Any]) -> dict[str, Any]:
+    options = {**DEFAULT_POOL, **(settings_dict.get("VINYL") or {})}
+    if options.get("max_size") is not None and options["max_size"] < options["min_size"]:
+        options["min_size"] = options["max_size"]
+    return options
+
+
+def begin_statement(alias: str) -> str:
+    """Return the BEGIN statement for *alias*, with its OPTIONS["isolation_level"] if any."""
+    settings_dict = connections.settings[alias]
+    level = _isolation_level(alias, settings_dict)
+    return "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
+
+
+def _isolation_level(alias: str, settings_dict: dict[str, Any]) -> IsolationLevel | None:
+    value = settings_dict["OPTIONS"].get("isolation_level")
+    if value is None:
+        return None
+    try:
+        return IsolationLevel(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Invalid transaction isolation level {value!r} in DATABASES[{alias!r}]['OPTIONS']. "
+            "Use one of the psycopg.IsolationLevel values."
+        ) from None
+
+
+async def _make_pool(alias: str) -> AsyncConnectionPool:
+    wrapper = sql_connection(alias)
+    settings_dict = wrapper.settings_dict
+    kwargs = wrapper.get_connection_params()
+    kwargs["autocommit"] = True
+    server_binding = settings_dict["OPTIONS"].get("server_side_binding") is True
+    kwargs["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
+    timezone_name = wrapper.timezone_name
+    role = settings_dict["OPTIONS"].get("assume_role")
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        # What Django's _configure_connection does on a sync connection.
+        if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
+            await conn.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
+        if role:
+            await conn.execute(wrapper.ops.compose_sql("SET ROLE %s", [role]))
+
+    options = _pool_options(alias, settings_dict)
+    pool = AsyncConnectionPool(
+        kwargs=kwargs,
+        configure=configure,
+        open=False,
+        name=f"vinyl-{alias}",
+        **options,
+    )
+    await pool.open()
+    if "pg_version" not in wrapper.__dict__:
+        async with pool.connection() as conn:
+            wrapper.__dict__["pg_version"] = conn.info.server_version
+    return pool
+
+
+async def get_pool(alias: str) -> AsyncConnectionPool:
+    """Return the pool of *alias* for the running event loop, opening it on first use."""
+    pools = _loop_pools()
+    pool = pools.pools.get(alias)
+    if pool is None:
+        async with pools.lock:
+            pool = pools.pools.get(alias)
+            if pool is None:
+                pool = pools.pools[alias] = await _make_pool(alias)
+    return pool
+
+
+async def getconn(alias: str) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool]:
+    pool = await get_pool(alias)
+    try:
+        conn = await pool.getconn()
+    except PoolTimeout as exc:
+        raise PoolExhausted(
+            f"No connection of database {alias!r} became free within {pool.timeout:g} s "
+            f"(pool max_size={pool.max_size}). Raise DATABASES[{alias!r}]['VINYL']['max_size'] "
+            "or ['timeout'], or hold connections for less time."
+        ) from exc
+    return conn, pool
+
+
+async def close_pools(alias: str | None = None) -> None:
+    """Close the pools of the running event loop (all aliases, or one)."""
+    pools = _by_loop.get(asyncio.get_running_loop())
+    if pools is None:
+        return
+    for name in [alias] if alias else list(pools.pools):
+        pool = pools.pools.pop(name, None)
+        if pool is not None:
+            await pool.close()

@@ -1,0 +1,111 @@
+"""Run a Django function whose query sits in the middle of its logic, in async mode.
+
+Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
+``prefetch_related_objects``, ``QuerySet.in_bulk`` …). Rather than copy those functions, async mode
+*replays* them: the function runs with vinyl's compile-only connection installed for the thread;
+when it reaches a query whose answer is not known yet, the compiler raises :class:`NeedsQuery`;
+vinyl runs that query asynchronously, records the answer on a tape (keyed by SQL and parameters),
+and calls the function again from the start. Between two awaits nothing else runs on the loop, so
+the installed connection is never seen by another task.
+
+The functions replayed must be free of side effects other than the caches they fill. Sync mode
+calls them directly: there Django runs its own queries on its own connection.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.models.sql.constants import MULTI
+
+from .flags import is_async
+from .futures import maybe_async
+from .pool import sql_connection
+
+__all__ = ["call_with_io", "SynchronousQueryError"]
+
+
+class SynchronousQueryError(RuntimeError):
+    """A query was about to run synchronously in async mode."""
+
+
+class NeedsQuery(BaseException):
+    """Raised inside a replayed function at a query whose answer is not on the tape yet.
+
+    A BaseException, so that Django's ``except Exception`` blocks let it through.
+    """
+
+    def __init__(self, compiler: Any, args: tuple[Any, ...], key: Any) -> None:
+        self.compiler, self.args, self.key = compiler, args, key
+
+
+_tape: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
+    "vinyl_tape", default=None
+)
+
+
+def _key(compiler: Any, args: tuple[Any, ...]) -> Any:
+    sql = compiler.as_sql()  # also sets up compiler.select & co. for the caller
+    return (repr(sql), repr(args))
+
+
+def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
+    """Return the recorded result of this query, or raise NeedsQuery (async mode only)."""
+    tape = _tape.get()
+    if tape is None:
+        raise SynchronousQueryError(
+            "A query was about to run synchronously in async mode, which would block the event "
+            "loop. Use vinyl's API (Model.vinyl querysets, `await obj.q.<relation>`) and await "
+            "it, or run this code in sync mode (vinyl.sync_mode(), in a thread without a loop)."
+        )
+    try:
+        key = _key(compiler, args)
+    except Exception:
+        key = None  # EmptyResultSet and the like: let the real execution report it
+    if key is not None and key in tape:
+        result = tape[key]
+        if args and args[0] == MULTI and isinstance(result, list):
+            return list(result)
+        return result
+    raise NeedsQuery(compiler, args, key)
+
+
+class _Installed:
+    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[str, Any]] = []
+
+    def __enter__(self) -> None:
+        for alias in connections.settings:
+            self.saved.append((alias, connections[alias]))
+            connections[alias] = sql_connection(alias)
+
+    def __exit__(self, *exc: object) -> None:
+        for alias, previous in self.saved:
+            connections[alias] = previous
+        self.saved.clear()
+
+
+@maybe_async
+def call_with_io(func: Callable[[], Any]):
+    """Return ``func()``; in async mode, replay it until every query it makes is answered."""
+    if not is_async():
+        return func()
+    tape: dict[Any, Any] = {}
+    while True:
+        token = _tape.set(tape)
+        try:
+            with _Installed():
+                return func()
+        except NeedsQuery as exc:
+            need = exc
+        finally:
+            _tape.reset(token)
+        result = yield need.compiler.vinyl_execute_sql(*need.args)
+        if need.key is None:
+            return result  # pragma: no cover - only reached if the key could not be computed
+        tape[need.key] = result

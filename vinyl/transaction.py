@@ -1,0 +1,337 @@
+"""Transactions in both modes: ``atomic()``, ``on_commit()``, ``get_rollback()``/``set_rollback()``.
+
+Sync mode delegates to Django's own transaction machinery on Django's connection, so
+``django.db.transaction.atomic`` and ``vinyl.atomic`` nest inside each other and share one
+transaction. Async mode has no Django counterpart: the outermost block checks a connection out of
+the pool and *pins* it to the current task (a contextvar, per alias) until the block ends; nested
+blocks are savepoints, with Django's rules for rollback and ``on_commit`` callbacks.
+
+These two halves cannot be one implementation: the sync half must *be* Django's ``Atomic`` to
+interoperate with it, and Django's ``Atomic`` only speaks to a sync connection. They sit side by
+side in :class:`Atomic`.
+
+Child tasks. Tasks started inside an async ``atomic()`` block (``gather``, task groups,
+``create_task``) inherit it: their queries run on the block's connection, one operation at a time
+(a lock serialises them, so a query never interleaves with another's statement sequence). Only the
+task that opened the outermost block may open nested blocks; a child that tries gets
+``TransactionManagementError``. A child still running after the block ended gets
+``TransactionManagementError`` for its next query instead of silently running outside the
+transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from asgiref.sync import async_to_sync
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
+from django.db.models.sql.constants import NO_RESULTS
+from django.db.transaction import TransactionManagementError
+
+from .flags import is_async
+from .futures import ready
+from .pool import begin_statement, getconn
+
+__all__ = ["Atomic", "atomic", "on_commit", "get_rollback", "set_rollback", "current_pin"]
+
+logger = logging.getLogger("vinyl.transaction")
+
+_pins: contextvars.ContextVar[dict[str, Pin] | None] = contextvars.ContextVar(
+    "vinyl_pins", default=None
+)
+
+
+def current_pin(alias: str) -> Pin | None:
+    """Return the transaction pinned to the current task for *alias*, if any (async mode)."""
+    pins = _pins.get()
+    return None if pins is None else pins.get(alias)
+
+
+class Pin:
+    """One async transaction: its connection, savepoints, on_commit callbacks and lock."""
+
+    def __init__(self, alias: str, conn: Any, pool: Any) -> None:
+        self.alias = alias
+        self.conn = conn
+        self.pool = pool
+        self.owner = asyncio.current_task()
+        self.savepoint_ids: list[str | None] = []
+        self.run_on_commit: list[tuple[set[str], Callable[[], Any], bool]] = []
+        self.needs_rollback = False
+        self.closed = False
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        self._depth = 0
+        self._next_sid = 0
+
+    # Serialising the operations of the tasks that share this transaction.
+    async def enter(self, check: bool = True) -> None:
+        if self.closed:
+            raise TransactionManagementError(
+                f"This task inherited an atomic() block on database {self.alias!r} that has "
+                "already ended; await child tasks before the block exits."
+            )
+        if check and self.needs_rollback:
+            raise TransactionManagementError(
+                "An error occurred in the current transaction. You can't execute queries until "
+                "the end of the 'atomic' block."
+            )
+        task = asyncio.current_task()
+        if self._holder is task:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._holder, self._depth = task, 1
+
+    def leave(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._holder = None
+            self._lock.release()
+
+    def failed(self) -> None:
+        # PostgreSQL aborts the transaction on any error: nothing but a rollback may follow.
+        self.needs_rollback = True
+
+    async def execute(self, sql: str) -> None:
+        from .connection import AsyncHandle, run_on
+
+        await self.enter(check=False)
+        try:
+            await run_on(AsyncHandle(self.alias, self.conn, None, self), sql, None, NO_RESULTS)
+        finally:
+            self.leave()
+
+    def new_savepoint_id(self) -> str:
+        self._next_sid += 1
+        return f"vinyl_s{self._next_sid}"
+
+
+async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool]]) -> None:
+    for _, func, robust in callbacks:
+        try:
+            result = func()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if not robust:
+                raise
+            name = getattr(func, "__qualname__", func)
+            logger.exception("Error calling %s in on_commit() (%s).", name, exc)
+
+
+class Atomic:
+    """A transaction or savepoint, as Django's ``transaction.atomic`` (see :func:`atomic`)."""
+
+    def __init__(self, using: str | None, savepoint: bool, durable: bool) -> None:
+        self.using = using
+        self.savepoint = savepoint
+        self.durable = durable
+        self._django: transaction.Atomic | None = None
+        self._frames: list[tuple[Pin, contextvars.Token[Any] | None]] = []
+
+    @property
+    def alias(self) -> str:
+        return self.using or DEFAULT_DB_ALIAS
+
+    # -- sync mode: Django's Atomic --------------------------------------------------------
+    def __enter__(self) -> Atomic:
+        if is_async():
+            raise TypeError(
+                "vinyl.atomic() is in async mode here: use `async with atomic():`, or enter it "
+                "under vinyl.sync_mode() from a thread without a running event loop."
+            )
+        if self._django is None:
+            self._django = transaction.Atomic(self.using, self.savepoint, self.durable)
+        self._django.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._django is not None
+        self._django.__exit__(exc_type, exc, tb)
+
+    # -- async mode: a pinned pooled connection --------------------------------------------
+    async def __aenter__(self) -> Atomic:
+        if not is_async():
+            raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
+        alias = self.alias
+        pin = current_pin(alias)
+        if pin is None:
+            conn, pool = await getconn(alias)
+            pin = Pin(alias, conn, pool)
+            try:
+                await pin.execute(begin_statement(alias))
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await pool.putconn(conn)
+                raise
+            token = _pins.set({**(_pins.get() or {}), alias: pin})
+            self._frames.append((pin, token))
+            return self
+        if pin.owner is not asyncio.current_task():
+            raise TransactionManagementError(
+                "atomic() was entered in a child task of the task that opened the transaction "
+                f"on database {alias!r}. Only that task may open nested blocks; open a separate "
+                "transaction in a task of its own, or run the work in the parent task."
+            )
+        if pin.closed:
+            raise TransactionManagementError(
+                f"The atomic() block on database {alias!r} that this task inherited has ended."
+            )
+        if self.durable:
+            raise RuntimeError(
+                "A durable atomic block cannot be nested within another atomic block."
+            )
+        sid = None
+        if self.savepoint and not pin.needs_rollback:
+            sid = pin.new_savepoint_id()
+            await pin.execute(f'SAVEPOINT "{sid}"')
+        pin.savepoint_ids.append(sid)
+        self._frames.append((pin, None))
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        pin, token = self._frames.pop()
+        # Shielded: cancellation must not stop the rollback that cleans up after it.
+        with anyio.CancelScope(shield=True):
+            if token is not None:
+                await self._exit_outermost(pin, token, exc_type is None)
+            else:
+                await self._exit_savepoint(pin, exc_type is None)
+
+    async def _exit_savepoint(self, pin: Pin, success: bool) -> None:
+        sid = pin.savepoint_ids.pop()
+        if success and not pin.needs_rollback:
+            if sid is not None:
+                try:
+                    await pin.execute(f'RELEASE SAVEPOINT "{sid}"')
+                except DatabaseError:
+                    await self._rollback_savepoint(pin, sid)
+                    raise
+            return
+        # This flag is set again if no savepoint lets this level roll back on its own.
+        pin.needs_rollback = False
+        if sid is None:
+            pin.needs_rollback = True
+        else:
+            await self._rollback_savepoint(pin, sid)
+
+    async def _rollback_savepoint(self, pin: Pin, sid: str) -> None:
+        try:
+            await pin.execute(f'ROLLBACK TO SAVEPOINT "{sid}"')
+            await pin.execute(f'RELEASE SAVEPOINT "{sid}"')
+            pin.needs_rollback = False
+        except DatabaseError:
+            pin.needs_rollback = True
+        pin.run_on_commit = [item for item in pin.run_on_commit if sid not in item[0]]
+
+    async def _exit_outermost(self, pin: Pin, token: Any, success: bool) -> None:
+        committed = False
+        try:
+            await pin.enter(check=False)  # wait for child tasks' running operations
+            pin.leave()
+            if success and not pin.needs_rollback:
+                try:
+                    await pin.execute("COMMIT")
+                    committed = True
+                except BaseException:
+                    await self._quiet_rollback(pin)
+                    raise
+            else:
+                await self._quiet_rollback(pin)
+        finally:
+            pin.closed = True
+            _pins.reset(token)
+            await pin.pool.putconn(pin.conn)
+        if committed and pin.run_on_commit:
+            await _run_callbacks(pin.run_on_commit)
+
+    @staticmethod
+    async def _quiet_rollback(pin: Pin) -> None:
+        try:
+            await pin.execute("ROLLBACK")
+        except DatabaseError:
+            pass  # a broken connection: the pool discards it
+
+    # -- decorator -------------------------------------------------------------------------
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        using, savepoint, durable = self.using, self.savepoint, self.durable
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_inner(*args: Any, **kwargs: Any) -> Any:
+                async with Atomic(using, savepoint, durable):
+                    return await func(*args, **kwargs)
+
+            return async_inner
+
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            with Atomic(using, savepoint, durable):
+                return func(*args, **kwargs)
+
+        return inner
+
+
+def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> Any:
+    """Open a transaction (or a savepoint when nested), as Django's ``transaction.atomic``.
+
+    Use ``with atomic():`` in sync mode, ``async with atomic():`` in async mode, or decorate a
+    sync or async function. In async mode the block pins one pooled connection to the current task.
+    """
+    if callable(using):  # bare @atomic
+        return Atomic(DEFAULT_DB_ALIAS, savepoint, durable)(using)
+    return Atomic(using, savepoint, durable)
+
+
+def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = False) -> Any:
+    """Run *func* after the current transaction commits (at once outside a transaction).
+
+    *func* may be sync or async. A rolled-back savepoint drops the callbacks registered inside it.
+    Async mode returns an awaitable (it runs *func* when no transaction is open).
+    """
+    if not callable(func):
+        raise TypeError("on_commit()'s callback must be a callable.")
+    alias = using or DEFAULT_DB_ALIAS
+    if not is_async():
+        callback = async_to_sync(func) if inspect.iscoroutinefunction(func) else func
+        return transaction.on_commit(callback, alias, robust)
+    pin = current_pin(alias)
+    if pin is None:
+        return _run_callbacks([(set(), func, robust)])
+    pin.run_on_commit.append((set(filter(None, pin.savepoint_ids)), func, robust))
+    return ready(None)
+
+
+def get_rollback(using: str | None = None) -> bool:
+    """Return whether the innermost atomic block is marked for rollback (Django's semantics)."""
+    alias = using or DEFAULT_DB_ALIAS
+    if not is_async():
+        return transaction.get_rollback(alias)
+    pin = _require_pin(alias, "get_rollback")
+    return pin.needs_rollback
+
+
+def set_rollback(rollback: bool, using: str | None = None) -> None:
+    """Mark (or unmark) the innermost atomic block for rollback when it exits."""
+    alias = using or DEFAULT_DB_ALIAS
+    if not is_async():
+        transaction.set_rollback(rollback, alias)
+        return
+    _require_pin(alias, "set_rollback").needs_rollback = rollback
+
+
+def _require_pin(alias: str, name: str) -> Pin:
+    pin = current_pin(alias)
+    if pin is None:
+        raise TransactionManagementError(
+            f"The rollback flag doesn't work outside of an 'atomic' block ({name})."
+        )
+    return pin
