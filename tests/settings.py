@@ -14,7 +14,7 @@ def database_from_url(url: str) -> dict:
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
         "VINYL": {"min_size": 1, "max_size": 10, "timeout": 10},
-        "TEST": {"NAME": "vinyl_test"},
+        "TEST": {"NAME": f"vinyl_test_{os.getpid()}"},
     }
 
 
