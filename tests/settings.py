@@ -19,7 +19,12 @@ def database_from_url(url: str) -> dict:
 
 
 DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "tests.testapp"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.postgres",
+    "tests.testapp",
+]
 USE_TZ = True
 TIME_ZONE = "Europe/Amsterdam"
 SECRET_KEY = "vinyl-tests"

@@ -1,8 +1,15 @@
 """The schema vinyl's scenario tests run on."""
 
+from django.contrib.postgres.fields import (
+    ArrayField,
+    DateTimeRangeField,
+    DecimalRangeField,
+    IntegerRangeField,
+)
 from django.db import models
+from django.db.models.query import QuerySet
 
-from vinyl import VinylModel
+from vinyl import VinylManager, VinylModel, VinylQuerySet
 
 
 class Author(VinylModel):
@@ -30,3 +37,103 @@ class Book(VinylModel):
 
     class Meta:
         get_latest_by = "published"
+
+
+# -- every field type Django ships for PostgreSQL (issue 3) ------------------------------------
+
+
+class AllFields(VinylModel):
+    """One column of each field type, so reads can be compared value by value and type by type."""
+
+    big = models.BigIntegerField(default=0)
+    small = models.SmallIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    positive_big = models.PositiveBigIntegerField(default=0)
+    positive_small = models.PositiveSmallIntegerField(default=0)
+    floating = models.FloatField(default=0.0)
+    decimal = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    flag = models.BooleanField(null=True)
+    char = models.CharField(max_length=100, blank=True)
+    text = models.TextField(blank=True)
+    slug = models.SlugField(blank=True)
+    email = models.EmailField(blank=True)
+    url = models.URLField(blank=True)
+    ip = models.GenericIPAddressField(null=True)
+    uuid = models.UUIDField(null=True)
+    day = models.DateField(null=True)
+    clock = models.TimeField(null=True)
+    moment = models.DateTimeField(null=True)
+    duration = models.DurationField(null=True)
+    blob = models.BinaryField(null=True)
+    data = models.JSONField(null=True)
+    numbers = ArrayField(models.IntegerField(), default=list)
+    words = ArrayField(models.CharField(max_length=20), null=True)
+    int_range = IntegerRangeField(null=True)
+    moment_range = DateTimeRangeField(null=True)
+    decimal_range = DecimalRangeField(null=True)
+
+
+# -- relations: O2O, multi-table inheritance, proxy, nested FKs --------------------------------
+
+
+class Profile(VinylModel):
+    author = models.OneToOneField(Author, on_delete=models.CASCADE, related_name="profile")
+    bio = models.TextField(blank=True)
+
+
+class Chapter(VinylModel):
+    book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="chapters")
+    number = models.IntegerField()
+    title = models.CharField(max_length=200)
+
+
+class Place(VinylModel):
+    name = models.CharField(max_length=100)
+    city = models.CharField(max_length=100, blank=True)
+
+
+class Restaurant(Place):
+    """Multi-table inheritance: a row in Place and one in Restaurant (parent link place_ptr)."""
+
+    serves_pizza = models.BooleanField(default=False)
+    rating = models.IntegerField(null=True)
+
+
+class AuthorProxy(Author):
+    """A proxy of Author: same table, its own Python class."""
+
+    class Meta:
+        proxy = True
+
+    def shout(self) -> str:
+        return self.name.upper()
+
+
+# -- a custom manager with a custom queryset method --------------------------------------------
+
+
+class ArticleQueries:
+    """Queryset methods shared by Article's Django manager and its vinyl manager."""
+
+    def published(self):
+        return self.filter(is_published=True)
+
+
+class ArticleQuerySet(ArticleQueries, VinylQuerySet):
+    pass
+
+
+class ArticleManager(VinylManager.from_queryset(ArticleQuerySet)):
+    def by_headline(self, prefix: str):
+        return self.get_queryset().published().filter(headline__startswith=prefix)
+
+
+class Article(VinylModel):
+    headline = models.CharField(max_length=100)
+    is_published = models.BooleanField(default=False)
+    author = models.ForeignKey(Author, null=True, on_delete=models.CASCADE, related_name="articles")
+
+    vinyl = ArticleManager()
+    objects = models.Manager.from_queryset(
+        type("DjangoArticleQuerySet", (ArticleQueries, QuerySet), {})
+    )()
