@@ -1,8 +1,15 @@
 """The mode flag: decides whether vinyl operations run eagerly (sync) or return coroutines (async).
 
 The flag lives in a :class:`contextvars.ContextVar`, so it is visible to the current thread or task
-and to whatever it spawns afterwards, and to nothing else. Unset, the mode is *auto*: async when an
-event loop runs in the current thread, sync otherwise.
+and to whatever copies its context afterwards (asyncio tasks, ``asyncio.to_thread``,
+``contextvars.copy_context().run``), and to nothing else. A ``threading.Thread`` starts with an
+empty context, so it sees the default. Unset, the mode is *auto*: async when an event loop runs in
+the current thread, sync otherwise.
+
+This module imports one name from asyncio, the C-level ``_get_running_loop()`` (listed in
+``asyncio.events.__all__`` for third-party loops): auto mode needs to know whether a loop runs in
+this thread, and that accessor answers without raising. It does no I/O; the futures driver and the
+connection layer remain the only places that await anything.
 """
 
 from __future__ import annotations
@@ -12,13 +19,33 @@ import functools
 import inspect
 from asyncio import _get_running_loop
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["set_async", "is_async", "sync_mode", "async_mode"]
+__all__ = ["async_mode", "is_async", "reset_async", "set_async", "sync_mode"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("vinyl_async", default=None)
+
+
+class _Entered(NamedTuple):
+    """One open ``with sync_mode()/async_mode()`` block of this context (a linked stack)."""
+
+    owner: _ModeContext
+    token: contextvars.Token[bool | None]
+    outer: _Entered | None
+
+
+# The stack of open blocks lives in the context, not on the context manager, so one instance can
+# be entered by several tasks at once, and re-entered, and each exit restores its own context.
+_entered: contextvars.ContextVar[_Entered | None] = contextvars.ContextVar(
+    "vinyl_mode_blocks", default=None
+)
+
+
+def _check(value: object, where: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{where} takes True, False or None, not {value!r}")
 
 
 def set_async(value: bool | None) -> contextvars.Token[bool | None]:
@@ -26,8 +53,7 @@ def set_async(value: bool | None) -> contextvars.Token[bool | None]:
 
     Return the token, which ``reset_async()`` accepts to restore the previous value.
     """
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(f"set_async() takes True, False or None, not {value!r}")
+    _check(value, "set_async()")
     return _mode.set(value)
 
 
@@ -40,7 +66,6 @@ def is_async() -> bool:
     """Return True if vinyl operations called now return awaitables."""
     value = _mode.get()
     if value is None:
-        # asyncio's C-level accessor: no exception on the hot path when no loop runs.
         return _get_running_loop() is not None
     return value
 
@@ -48,18 +73,32 @@ def is_async() -> bool:
 class _ModeContext:
     """A context manager and decorator (of sync and async functions) that pins the mode."""
 
+    __slots__ = ("_value",)
+
     def __init__(self, value: bool) -> None:
         self._value = value
-        self._tokens: list[contextvars.Token[bool | None]] = []
 
     def __enter__(self) -> _ModeContext:
-        self._tokens.append(_mode.set(self._value))
+        token = _mode.set(self._value)
+        _entered.set(_Entered(self, token, _entered.get()))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _mode.reset(self._tokens.pop())
+        top = _entered.get()
+        if top is None or top.owner is not self:
+            raise RuntimeError(
+                f"{self!r} exited in a context where it was not the innermost open block; "
+                "enter and exit it in the same task or thread, in nested order."
+            )
+        _entered.set(top.outer)
+        _mode.reset(top.token)
 
     def __call__(self, func: F) -> F:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"{self!r} cannot decorate the generator function {func.__qualname__}: the mode "
+                f"would not hold while it is iterated. Use `with {self!r}:` inside it instead."
+            )
         value = self._value
         if inspect.iscoroutinefunction(func):
 
@@ -93,5 +132,9 @@ def sync_mode() -> _ModeContext:
 
 
 def async_mode() -> _ModeContext:
-    """Run the block (or the decorated function) in async mode: operations return awaitables."""
+    """Run the block (or the decorated function) in async mode: operations return awaitables.
+
+    The block is only useful where something will await those awaitables: inside a coroutine,
+    or around code that hands them to one.
+    """
     return _ModeContext(True)
