@@ -3,6 +3,8 @@
 import os
 from urllib.parse import unquote, urlsplit
 
+from psycopg import IsolationLevel
+
 
 def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
@@ -19,6 +21,12 @@ def database_from_url(url: str) -> dict:
 
 
 DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+# The same test database, with a different isolation level (tests/scenarios/test_transactions.py).
+DATABASES["serializable"] = {
+    **database_from_url(os.environ["DATABASE_URL"]),
+    "OPTIONS": {"isolation_level": IsolationLevel.SERIALIZABLE},
+    "TEST": {"MIRROR": "default"},
+}
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",

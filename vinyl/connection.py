@@ -10,25 +10,27 @@ Everything else in vinyl reaches the database through :func:`acquire` and :func:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import anyio
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT, SINGLE
 
 from .flags import is_async
 from .futures import maybe_async
-from .pool import AsyncServerSideCursor, get_pool, getconn, sql_connection
+from .pool import AsyncServerSideCursor, get_pool, getconn, shielded, sql_connection
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
 
-# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING).
+# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
+# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor.
 ALL_ROWS = "all_rows"
+DESCRIBED = "described"
 
 _query_log: contextvars.ContextVar[list[tuple[str, Any]] | None] = contextvars.ContextVar(
     "vinyl_query_log", default=None
@@ -116,8 +118,7 @@ class AsyncHandle:
             return
         # Shielded: a cancelled task must still hand its connection back (the pool rolls back,
         # resets or discards it as its state requires).
-        with anyio.CancelScope(shield=True):
-            await self.pool.putconn(self.conn)
+        await shielded(self.pool.putconn(self.conn))
 
 
 async def _acquire_async(alias: str) -> AsyncHandle:
@@ -177,13 +178,17 @@ def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MU
                     value = yield cursor.fetchall()
                 elif result == SINGLE:
                     value = yield cursor.fetchone()
+                elif result == DESCRIBED:
+                    value = (cursor.description, (yield cursor.fetchall()))
                 elif result == ROW_COUNT:
                     value = cursor.rowcount
                 else:
                     value = None
             finally:
                 yield cursor.close()
-    except DatabaseError:
+    except asyncio.CancelledError:
+        # Cut off mid-statement: whether it took effect is unknown (a database error, by
+        # contrast, is Django's business: PostgreSQL refuses what follows, as in sync mode).
         handle.failed()
         raise
     return value

@@ -15,10 +15,13 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import weakref
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+import anyio
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -30,7 +33,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .flags import is_async
 
-__all__ = ["PoolExhausted", "close_pools", "get_pool", "sql_connection"]
+__all__ = ["PoolExhausted", "close_pools", "get_pool", "shielded", "sql_connection"]
+
+T = TypeVar("T")
 
 DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
 
@@ -220,3 +225,36 @@ async def close_pools(alias: str | None = None) -> None:
         pool = pools.pools.pop(name, None)
         if pool is not None:
             await pool.close()
+
+
+def _start_task(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        # Runs at once up to its first real wait: most clean-ups finish without a loop cycle.
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+    return loop.create_task(coro)
+
+
+async def shielded(coro: Coroutine[Any, Any, T]) -> T:
+    """Await *coro* to its end even if the calling task is cancelled meanwhile.
+
+    Clean-up that talks to the server (COMMIT, ROLLBACK, handing a connection back to its pool)
+    must not stop halfway. anyio's shield holds off anyio's cancel scopes only, not
+    ``Task.cancel()`` (``asyncio.timeout``, ``gather``, task groups), so *coro* runs in a task of
+    its own; a cancellation of the caller is re-raised once it has finished.
+    """
+    task = _start_task(coro)
+    if task.done():
+        return task.result()
+    cancelled: asyncio.CancelledError | None = None
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.wait((task,))
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled() and task.exception() is not None:
+            raise cancelled from task.exception()
+        raise cancelled
+    return task.result()

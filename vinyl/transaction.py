@@ -27,19 +27,23 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from asgiref.sync import async_to_sync
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
+from django.db.models.query import QuerySet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
 from .flags import is_async
 from .futures import ready
-from .pool import begin_statement, getconn
+from .pool import begin_statement, getconn, shielded
 
-__all__ = ["Atomic", "atomic", "on_commit", "get_rollback", "set_rollback", "current_pin"]
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+__all__ = ["Atomic", "atomic", "current_pin", "get_rollback", "on_commit", "set_rollback"]
 
 logger = logging.getLogger("vinyl.transaction")
 
@@ -71,8 +75,24 @@ class Pin:
         self._depth = 0
         self._next_sid = 0
 
-    # Serialising the operations of the tasks that share this transaction.
-    async def enter(self, check: bool = True) -> None:
+    # Serialising the operations of the tasks that share this transaction. *task* is whom the
+    # caller acts for: the cleanup that runs in a task of its own acts for the block's task.
+    async def enter(self, check: bool = True, task: Any = None) -> None:
+        self._check(check)
+        if task is None:
+            task = asyncio.current_task()
+        if self._holder is task:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        try:
+            self._check(check)  # the block may have ended, or failed, while this task waited
+        except BaseException:
+            self._lock.release()
+            raise
+        self._holder, self._depth = task, 1
+
+    def _check(self, check: bool) -> None:
         if self.closed:
             raise TransactionManagementError(
                 f"This task inherited an atomic() block on database {self.alias!r} that has "
@@ -83,27 +103,30 @@ class Pin:
                 "An error occurred in the current transaction. You can't execute queries until "
                 "the end of the 'atomic' block."
             )
-        task = asyncio.current_task()
-        if self._holder is task:
-            self._depth += 1
-            return
-        await self._lock.acquire()
-        self._holder, self._depth = task, 1
 
     def leave(self) -> None:
+        if self._depth <= 0:
+            return  # released by close(): an operation that outlived its block
         self._depth -= 1
         if self._depth == 0:
             self._holder = None
             self._lock.release()
 
+    def close(self) -> None:
+        """End the transaction for every task that shares it (the caller holds the lock)."""
+        self.closed = True
+        if self._depth > 0:
+            self._holder, self._depth = None, 0
+            self._lock.release()
+
     def failed(self) -> None:
-        # PostgreSQL aborts the transaction on any error: nothing but a rollback may follow.
+        # A statement was cut off by cancellation: the block must not commit work in doubt.
         self.needs_rollback = True
 
-    async def execute(self, sql: str) -> None:
+    async def execute(self, sql: str, task: Any = None) -> None:
         from .connection import AsyncHandle, run_on
 
-        await self.enter(check=False)
+        await self.enter(check=False, task=task)
         try:
             await run_on(AsyncHandle(self.alias, self.conn, None, self), sql, None, NO_RESULTS)
         finally:
@@ -120,11 +143,11 @@ async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool
             result = func()
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:
+        except Exception:
             if not robust:
                 raise
             name = getattr(func, "__qualname__", func)
-            logger.exception("Error calling %s in on_commit() (%s).", name, exc)
+            logger.exception("Error calling %s in on_commit().", name)
 
 
 class Atomic:
@@ -135,14 +158,15 @@ class Atomic:
         self.savepoint = savepoint
         self.durable = durable
         self._django: transaction.Atomic | None = None
-        self._frames: list[tuple[Pin, contextvars.Token[Any] | None]] = []
+        # Async frames per task: one Atomic object may be entered by several tasks at once.
+        self._frames: dict[Any, list[tuple[Pin, contextvars.Token[Any] | None]]] = {}
 
     @property
     def alias(self) -> str:
         return self.using or DEFAULT_DB_ALIAS
 
     # -- sync mode: Django's Atomic --------------------------------------------------------
-    def __enter__(self) -> Atomic:
+    def __enter__(self) -> Self:
         if is_async():
             raise TypeError(
                 "vinyl.atomic() is in async mode here: use `async with atomic():`, or enter it "
@@ -153,29 +177,36 @@ class Atomic:
         self._django.__enter__()
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._django is not None
         self._django.__exit__(exc_type, exc, tb)
 
     # -- async mode: a pinned pooled connection --------------------------------------------
-    async def __aenter__(self) -> Atomic:
+    async def __aenter__(self) -> Self:
         if not is_async():
             raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
         alias = self.alias
+        task = asyncio.current_task()
         pin = current_pin(alias)
         if pin is None:
+            statement = begin_statement(alias)
             conn, pool = await getconn(alias)
             pin = Pin(alias, conn, pool)
             try:
-                await pin.execute(begin_statement(alias))
+                await pin.execute(statement)
             except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await pool.putconn(conn)
+                pin.close()
+                await shielded(pool.putconn(conn))
                 raise
             token = _pins.set({**(_pins.get() or {}), alias: pin})
-            self._frames.append((pin, token))
+            self._frames.setdefault(task, []).append((pin, token))
             return self
-        if pin.owner is not asyncio.current_task():
+        if pin.owner is not task:
             raise TransactionManagementError(
                 "atomic() was entered in a child task of the task that opened the transaction "
                 f"on database {alias!r}. Only that task may open nested blocks; open a separate "
@@ -194,26 +225,40 @@ class Atomic:
             sid = pin.new_savepoint_id()
             await pin.execute(f'SAVEPOINT "{sid}"')
         pin.savepoint_ids.append(sid)
-        self._frames.append((pin, None))
+        self._frames.setdefault(task, []).append((pin, None))
         return self
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        pin, token = self._frames.pop()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task = asyncio.current_task()
+        frames = self._frames[task]
+        pin, token = frames.pop()
+        if not frames:
+            del self._frames[task]
         # Shielded: cancellation must not stop the rollback that cleans up after it.
-        with anyio.CancelScope(shield=True):
-            if token is not None:
-                await self._exit_outermost(pin, token, exc_type is None)
-            else:
-                await self._exit_savepoint(pin, exc_type is None)
+        if token is None:
+            await shielded(self._exit_savepoint(pin, exc_type is None, task))
+            return
+        try:
+            committed = await shielded(self._exit_outermost(pin, exc_type is None, task))
+        finally:
+            _pins.reset(token)
+        if committed and pin.run_on_commit:
+            callbacks, pin.run_on_commit = pin.run_on_commit, []
+            await _run_callbacks(callbacks)
 
-    async def _exit_savepoint(self, pin: Pin, success: bool) -> None:
+    async def _exit_savepoint(self, pin: Pin, success: bool, task: Any) -> None:
         sid = pin.savepoint_ids.pop()
         if success and not pin.needs_rollback:
             if sid is not None:
                 try:
-                    await pin.execute(f'RELEASE SAVEPOINT "{sid}"')
+                    await pin.execute(f'RELEASE SAVEPOINT "{sid}"', task)
                 except DatabaseError:
-                    await self._rollback_savepoint(pin, sid)
+                    await self._rollback_savepoint(pin, sid, task)
                     raise
             return
         # This flag is set again if no savepoint lets this level roll back on its own.
@@ -221,42 +266,38 @@ class Atomic:
         if sid is None:
             pin.needs_rollback = True
         else:
-            await self._rollback_savepoint(pin, sid)
+            await self._rollback_savepoint(pin, sid, task)
 
-    async def _rollback_savepoint(self, pin: Pin, sid: str) -> None:
+    async def _rollback_savepoint(self, pin: Pin, sid: str, task: Any) -> None:
         try:
-            await pin.execute(f'ROLLBACK TO SAVEPOINT "{sid}"')
-            await pin.execute(f'RELEASE SAVEPOINT "{sid}"')
+            await pin.execute(f'ROLLBACK TO SAVEPOINT "{sid}"', task)
+            await pin.execute(f'RELEASE SAVEPOINT "{sid}"', task)
             pin.needs_rollback = False
         except DatabaseError:
             pin.needs_rollback = True
         pin.run_on_commit = [item for item in pin.run_on_commit if sid not in item[0]]
 
-    async def _exit_outermost(self, pin: Pin, token: Any, success: bool) -> None:
-        committed = False
+    async def _exit_outermost(self, pin: Pin, success: bool, task: Any) -> bool:
+        """End the transaction; return whether it committed."""
         try:
-            await pin.enter(check=False)  # wait for child tasks' running operations
-            pin.leave()
+            await pin.enter(check=False, task=task)  # waits for child tasks' running operations
             if success and not pin.needs_rollback:
                 try:
-                    await pin.execute("COMMIT")
-                    committed = True
+                    await pin.execute("COMMIT", task)
                 except BaseException:
-                    await self._quiet_rollback(pin)
+                    await self._quiet_rollback(pin, task)
                     raise
-            else:
-                await self._quiet_rollback(pin)
+                return True
+            await self._quiet_rollback(pin, task)
+            return False
         finally:
-            pin.closed = True
-            _pins.reset(token)
+            pin.close()
             await pin.pool.putconn(pin.conn)
-        if committed and pin.run_on_commit:
-            await _run_callbacks(pin.run_on_commit)
 
     @staticmethod
-    async def _quiet_rollback(pin: Pin) -> None:
+    async def _quiet_rollback(pin: Pin, task: Any) -> None:
         try:
-            await pin.execute("ROLLBACK")
+            await pin.execute("ROLLBACK", task)
         except DatabaseError:
             pass  # a broken connection: the pool discards it
 
@@ -274,17 +315,32 @@ class Atomic:
 
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
+            if is_async():
+                return _call_in_block(Atomic(using, savepoint, durable), func, args, kwargs)
             with Atomic(using, savepoint, durable):
                 return func(*args, **kwargs)
 
         return inner
 
 
+async def _call_in_block(block: Atomic, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    async with block:
+        result = func(*args, **kwargs)
+        # A returned queryset stays lazy, as in sync mode; operations are awaited in the block.
+        while inspect.isawaitable(result) and not isinstance(result, QuerySet):
+            result = await result
+        return result
+
+
 def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> Any:
     """Open a transaction (or a savepoint when nested), as Django's ``transaction.atomic``.
 
     Use ``with atomic():`` in sync mode, ``async with atomic():`` in async mode, or decorate a
-    sync or async function. In async mode the block pins one pooled connection to the current task.
+    function (``@atomic`` or ``@atomic(using=...)``). A decorated ``async def`` runs in an async
+    block. Any other decorated function follows the mode when called: sync mode runs it in a
+    ``with`` block; async mode returns an awaitable that runs it in an ``async with`` block and
+    awaits its result if that is awaitable, so ``@atomic`` on a ``@maybe_async`` operation is
+    universal. In async mode the block pins one pooled connection to the current task.
     """
     if callable(using):  # bare @atomic
         return Atomic(DEFAULT_DB_ALIAS, savepoint, durable)(using)
