@@ -192,6 +192,28 @@ class VinylQuerySet(QuerySet):
         """Return the query plan as text, as ``QuerySet.explain``."""
         return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
 
+    def raw(
+        self,
+        raw_query: str,
+        params: Any = (),
+        translations: dict[str, str] | None = None,
+        using: str | None = None,
+    ) -> Any:
+        """Return a VinylRawQuerySet, as ``QuerySet.raw``: ``await qs.raw(sql)`` in async mode."""
+        from .raw import VinylRawQuerySet
+
+        kwargs = {"fetch_mode": self._fetch_mode} if hasattr(self, "_fetch_mode") else {}
+        qs = VinylRawQuerySet(
+            raw_query,
+            model=self.model,
+            params=params,
+            translations=translations,
+            using=using or self.db,
+            **kwargs,  # Django >= 6.1
+        )
+        qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
+        return qs
+
 
 def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""

@@ -18,6 +18,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models.sql.constants import MULTI
 
@@ -63,9 +64,11 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
         )
     try:
         key = _key(compiler, args)
-    except Exception:
-        key = None  # EmptyResultSet and the like: let the real execution report it
-    if key is not None and key in tape:
+    except EmptyResultSet:
+        # No query to run: answer what Django's execute_sql() answers (an empty MULTI result,
+        # None otherwise) and let the replayed function carry on, e.g. count() of none() is 0.
+        return [] if args and args[0] == MULTI else None
+    if key in tape:
         result = tape[key]
         if args and args[0] == MULTI and isinstance(result, list):
             return list(result)
@@ -105,7 +108,4 @@ def call_with_io(func: Callable[[], Any]):
             need = exc
         finally:
             _tape.reset(token)
-        result = yield need.compiler.vinyl_execute_sql(*need.args)
-        if need.key is None:
-            return result  # pragma: no cover - only reached if the key could not be computed
-        tape[need.key] = result
+        tape[need.key] = yield need.compiler.vinyl_execute_sql(*need.args)
