@@ -25,6 +25,7 @@ DATABASES = {
         "PORT": str(_url.port or ""),
         "OPTIONS": {"pool": {"min_size": 2, "max_size": POOL_SIZE, "timeout": 30}},
         "VINYL": {"min_size": 2, "max_size": POOL_SIZE, "timeout": 30},
+        "TEST": {"NAME": f"vinyl_demo_test_{os.getpid()}"},
     }
 }
 INSTALLED_APPS = ["demo.food"]

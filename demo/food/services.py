@@ -189,11 +189,13 @@ def kitchen_report(top: int = 5, low_stock: int = 10):
     }
 
 
+@vinyl.atomic
 @maybe_async
 def start_cooking(limit: int):
     """Move up to *limit* of the oldest placed orders to "cooking"; return their ids.
 
-    Call it inside ``vinyl.atomic()``: ``skip_locked`` lets several kitchens run it at once.
+    ``@vinyl.atomic`` on a universal operation opens the right block in each mode (``with`` or
+    ``async with``); ``skip_locked`` lets several kitchens run it at once.
     """
     orders = yield (
         Order.vinyl.select_for_update(skip_locked=True)

@@ -2,7 +2,6 @@
 
 from django.core.management.base import BaseCommand
 
-import vinyl
 from demo.food import services
 
 
@@ -19,8 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, cook, top, **options):
         # No event loop runs here, so vinyl is in sync mode: the universal services return values.
         if cook:
-            with vinyl.atomic():
-                started = services.start_cooking(cook)
+            started = services.start_cooking(cook)  # its own transaction (@vinyl.atomic)
             self.stdout.write(f"Started cooking {len(started)} order(s).")
         report = services.kitchen_report(top=top)
         menu = services.list_dishes()
