@@ -118,8 +118,14 @@ class _Ready:
 
 
 def ready(value: T) -> T | Awaitable[T]:
-    """Return *value* as a maybe-async value: itself in sync mode, an awaitable of it in async."""
-    return _Ready(value) if is_async() else value
+    """Return *value* as a maybe-async value: itself in sync mode, an awaitable of it in async.
+
+    A value that is already awaitable is returned as it is, so waiting for the result gives the
+    value in both modes rather than, in async mode, the awaitable.
+    """
+    if is_async() and not _isawaitable(value):
+        return _Ready(value)
+    return value
 
 
 # -- @maybe_async: the generator driver ---------------------------------------------------------
@@ -173,7 +179,8 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
     @functools.wraps(genfunc)
     def operation(*args: Any, **kwargs: Any) -> Any:
         if is_async():
-            return _Pending(_drive_async(genfunc(*args, **kwargs)))
+            # The arguments are its children: closed unstarted, it closes the coroutines it got.
+            return _Pending(_drive_async(genfunc(*args, **kwargs)), (*args, *kwargs.values()))
         return _drive_sync(genfunc(*args, **kwargs))
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]
@@ -184,7 +191,11 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
 
 
 def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple[list, dict]:
-    bound = sig.bind(*args, **kwargs)
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        _discard_all((*args, *kwargs.values()))  # the call fails: nobody will await them
+        raise
     bound.apply_defaults()
     return list(bound.args), dict(bound.kwargs)
 
@@ -210,6 +221,12 @@ async def _call_later(func: Callable[..., Any], args: list, kwargs: dict) -> Any
     return result
 
 
+def _flatten_sync(result: Any) -> Any:
+    while _isawaitable(result):
+        result = _resolve_sync(result)
+    return result
+
+
 def later(func: Callable[..., Any]) -> Callable[..., Any]:
     """Call *func* once every argument it receives, defaults included, is a value.
 
@@ -229,7 +246,7 @@ def later(func: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             _discard_all((*args_, *kwargs_.values()))
             raise
-        return _resolve_sync(func(*args_, **kwargs_))
+        return _flatten_sync(func(*args_, **kwargs_))
 
     return continuation
 
@@ -238,27 +255,38 @@ def then(value: Any, func: Callable[[Any], Any]) -> Any:
     """Return ``func(value)`` once *value* is ready (a maybe-async value, flattened)."""
     if is_async():
         return _Pending(_call_later(func, [value], {}), (value,))
-    return _resolve_sync(func(_resolve_sync(value)))
+    return _flatten_sync(func(_resolve_sync(value)))
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # gather() reports one failure; the others are marked retrieved so asyncio does not log them
+    # as "never retrieved" (asyncio.gather does the same).
+    if not task.cancelled():
+        task.exception()
 
 
 async def _gather_async(values: tuple[Any, ...]) -> list[Any]:
     results = list(values)
-    tasks = {i: asyncio.ensure_future(v) for i, v in enumerate(values) if _isawaitable(v)}
+    tasks: dict[int, asyncio.Future[Any]] = {}
+    for i, value in enumerate(values):
+        if _isawaitable(value):
+            tasks[i] = asyncio.ensure_future(value)
+            tasks[i].add_done_callback(_retrieve)
     if not tasks:
         return results
     try:
-        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
     finally:
         pending = [t for t in tasks.values() if not t.done()]
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-    for i, task in tasks.items():  # the first failure in argument order wins
-        if not task.cancelled() and task.exception() is not None:
+    for task in tasks.values():  # of the failures that stopped the wait, the first in order wins
+        if task in done and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
     for i, task in tasks.items():
-        results[i] = task.result()
+        results[i] = task.result()  # a child cancelled from outside raises CancelledError here
     return results
 
 
@@ -271,10 +299,10 @@ def gather(*values: Any) -> Any:
     if is_async():
         return _Pending(_gather_async(values), values)
     results = []
-    try:
-        for i, value in enumerate(values):
+    for i, value in enumerate(values):
+        try:
             results.append(_resolve_sync(value))
-    except BaseException:
-        _discard_all(values[i + 1 :])
-        raise
+        except BaseException:
+            _discard_all(values[i + 1 :])  # never to be awaited: close them
+            raise
     return results
