@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -238,7 +239,8 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
                             result = asyncio.run(loadtest.run(
                                 base_url, impl, level, seconds, customers, dishes, seed=i))  # fmt: skip
                             found = check_run(result, before, notified(base_url, impl) - count)
-                            found += result.errors[:5]
+                            errors = Counter(result.errors).most_common(3)
+                            found += [f"{error} (x{n})" for error, n in errors]
                             problems += [f"{impl} c={level}: {p}" for p in found]
                             results.append(result)
                             print(f"  {impl:<6} c={level:<3} {result.requests:6d} requests, "

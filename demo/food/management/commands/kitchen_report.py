@@ -25,7 +25,8 @@ class Command(BaseCommand):
         out = self.stdout.write
         out(f"Orders: {report['orders']} ({report['deliveries']} deliveries), "
             f"revenue {report['revenue']}")  # fmt: skip
-        out("By status: " + ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
+        statuses = ", ".join(f"{k} {v}" for k, v in report["by_status"].items()) or "no orders"
+        out(f"By status: {statuses}")
         out("Best sellers: " + ", ".join(f"{name} ({n})" for name, n in report["best_sellers"]))
         low = ", ".join(f"{name} ({n})" for name, n in report["low_stock"]) or "none"
         out(f"Low stock: {low}")

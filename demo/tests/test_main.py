@@ -1,0 +1,24 @@
+"""The whole demo, end to end: ``python -m demo`` with short runs exits 0 and prints the table."""
+
+import os
+import subprocess
+import sys
+
+from demo.__main__ import ROOT
+
+
+def test_demo_runs(django_db_setup):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "--seconds", "0.5", "--levels", "1,4"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "Correctness check OK" in done.stdout
+    rows = [line.split() for line in lines if line.startswith(("vinyl ", "django "))]
+    assert sorted((row[0], row[1]) for row in rows) == [
+        ("django", "1"), ("django", "4"), ("vinyl", "1"), ("vinyl", "4")
+    ]  # fmt: skip
+    assert all(row[-1] == "0" for row in rows)  # no errors
+    assert "Orders:" in done.stdout  # the kitchen_report command ran
