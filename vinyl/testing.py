@@ -51,17 +51,22 @@ def both_modes(genfunc: Callable[..., Any]) -> Callable[..., Any]:
         return kwargs
 
     @functools.wraps(genfunc)
-    def test(**kwargs: Any) -> None:
-        assert kwargs["vinyl_mode"] == "sync"
+    def test(*args: Any, **kwargs: Any) -> None:  # args: `self` of a test method
+        if kwargs["vinyl_mode"] != "sync":
+            raise RuntimeError(
+                f"{genfunc.__qualname__} is a @both_modes test, but its async run reached the "
+                "sync runner: the vinyl.testing pytest plugin is not loaded. Add `-p vinyl.testing` "
+                "to pytest's addopts, or `pytest_plugins = ['vinyl.testing']` to the root conftest."
+            )
         with sync_mode():
-            _drive_sync(genfunc(**body_kwargs(kwargs)))
+            _drive_sync(genfunc(*args, **body_kwargs(kwargs)))
 
-    async def run_async(**kwargs: Any) -> None:
+    async def run_async(*args: Any, **kwargs: Any) -> None:
         from .pool import close_pools
 
         with async_mode():
             try:
-                await _drive_async(genfunc(**body_kwargs(kwargs)))
+                await _drive_async(genfunc(*args, **body_kwargs(kwargs)))
             finally:
                 await close_pools()
 
@@ -83,6 +88,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if name != "asyncio":
         pytest.skip("psycopg's async API runs on asyncio only")
     kwargs = {arg: pyfuncitem.funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
+    instance = getattr(pyfuncitem.obj, "__self__", None)  # a test method's class instance
+    if instance is not None:
+        run_async = functools.partial(run_async, instance)
     with get_runner(name, options) as runner:
         runner.run_test(run_async, kwargs)
     return True
