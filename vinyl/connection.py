@@ -22,7 +22,7 @@ from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT,
 
 from .flags import is_async
 from .futures import maybe_async
-from .pool import AsyncServerSideCursor, get_pool, getconn, shielded, sql_connection
+from .pool import AsyncServerSideCursor, get_pool, getconn, guard, shielded, sql_connection
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
@@ -173,7 +173,7 @@ def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MU
         with handle.errors:
             cursor = handle.cursor()
             try:
-                yield cursor.execute(sql, params)
+                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
                 if result == MULTI or result == ALL_ROWS:
                     value = yield cursor.fetchall()
                 elif result == SINGLE:

@@ -15,6 +15,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import threading
 import weakref
@@ -258,3 +259,35 @@ async def shielded(coro: Coroutine[Any, Any, T]) -> T:
             raise cancelled from task.exception()
         raise cancelled
     return task.result()
+
+
+async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
+    """Await *coro*; a cancellation of the caller cancels it once, then waits for its end.
+
+    psycopg answers a cancelled query by cancelling it on the server and waiting for the
+    server's reply. anyio's cancel scopes deliver a cancellation at every await until the scope
+    exits, and a second one interrupts that wait: psycopg then closes the connection while the
+    server goes on running the statement. Running *coro* in a task of its own lets psycopg finish
+    its clean-up whatever the caller receives meanwhile.
+    """
+    task = _start_task(coro)
+    if task.done():
+        return task.result()
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                cancelled = exc
+                task.cancel()
+    if cancelled is not None:
+        if not task.cancelled() and task.exception() is not None:
+            raise cancelled from task.exception()
+        raise cancelled
+    return task.result()
+
+
+def guard(value: Any) -> Any:
+    """Return *value*, a coroutine of a statement wrapped in :func:`cancel_once`."""
+    return cancel_once(value) if inspect.iscoroutine(value) else value

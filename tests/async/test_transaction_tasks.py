@@ -10,6 +10,7 @@ import asyncio
 import anyio
 import pytest
 from django.db import OperationalError
+from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
 import vinyl
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def outside(db):
+async def outside(django_pid):
     sessions = Outside()
     try:
         yield sessions
@@ -31,8 +32,18 @@ async def outside(db):
         assert sessions.sessions("idle in transaction") == 0
     finally:
         await close_pools()
-        sessions.close()
+        try:
+            sessions.wait_for_sessions_to_end(keep=[django_pid])
+        finally:
+            sessions.close()
 
+
+
+@pytest.fixture
+def django_pid(db):
+    """The server process of Django's own connection (the db fixture closes it)."""
+    django_connection.ensure_connection()
+    return django_connection.connection.info.backend_pid
 
 async def pool_settled(alias="default", timeout=5.0):
     """Wait until every connection of the pool is idle in it; return its stats."""

@@ -9,6 +9,7 @@ through vinyl or Django.
 """
 
 import logging
+import time
 
 import psycopg
 import pytest
@@ -70,6 +71,24 @@ class Outside:
             "AND pid <> pg_backend_pid() AND state = %s",
             [state],
         ).fetchone()[0]
+
+    def wait_for_sessions_to_end(self, keep=(), timeout: float = 5.0) -> None:
+        """Wait until no other session is on the test database but those whose pid is in *keep*.
+
+        A closed pool's server processes end a moment after their sockets close; a process still
+        there after *timeout* is a leak.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.conn.execute(
+                "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)",
+                [list(keep)],
+            ).fetchall()
+            if not rows:
+                return
+            assert time.monotonic() < deadline, f"sessions left on the test database: {rows}"
+            time.sleep(0.01)
 
     def close(self) -> None:
         for conn in self.conns:
