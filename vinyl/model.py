@@ -100,6 +100,12 @@ class VinylQuerySet(QuerySet):
         for obj in await self._fetch():
             yield obj
 
+    def __repr__(self) -> str:
+        # Django's repr runs the query; async mode cannot, and a repr must not raise.
+        if self._result_cache is None and is_async() and _tape.get() is None:
+            return f"<{type(self).__name__} of {self.model.__name__}: not evaluated, await it>"
+        return super().__repr__()
+
     # -- terminal methods -------------------------------------------------------------------
     @maybe_async
     def get(self, *args: Any, **kwargs: Any):
@@ -142,7 +148,8 @@ class VinylQuerySet(QuerySet):
         else:
             self._check_ordering_first_last_queryset_aggregation(method="first")
             queryset = self.order_by("pk")
-        objs = yield queryset[:1]._fetch()
+        head = queryset[:1]  # a list if the queryset was already evaluated, as in Django
+        objs = head if isinstance(head, list) else (yield head._fetch())
         return objs[0] if objs else None
 
     @maybe_async

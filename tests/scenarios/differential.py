@@ -23,6 +23,7 @@ from tests.testapp.models import (
     Author,
     Book,
     Chapter,
+    Membership,
     Place,
     Profile,
     Restaurant,
@@ -80,6 +81,9 @@ def seed() -> None:
     for book, count in ((b1, 3), (b2, 2), (b4, 1)):
         for n in range(1, count + 1):
             Chapter.objects.create(book=book, number=n, title=f"{book.title} #{n}")
+    Membership.objects.create(tag=python, book=b1, role="main")
+    Membership.objects.create(tag=sql, book=b1)
+    Membership.objects.create(tag=sql, book=b4, role="side")
     Place.objects.create(name="Square", city="Amsterdam")
     Restaurant.objects.create(name="Luigi", city="Amsterdam", serves_pizza=True, rating=4)
     Restaurant.objects.create(name="Wok", city="Utrecht", serves_pizza=False, rating=None)

@@ -12,6 +12,7 @@ import inspect
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 from django.db.models import (
     Avg,
     Case,
@@ -21,6 +22,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    FilteredRelation,
     Max,
     Min,
     OuterRef,
@@ -32,6 +34,7 @@ from django.db.models import (
     When,
     Window,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import (
     Cast,
     Coalesce,
@@ -58,6 +61,7 @@ from tests.testapp.models import (
     AuthorProxy,
     Book,
     Chapter,
+    Membership,
     Place,
     Profile,
     Restaurant,
@@ -243,6 +247,33 @@ QUERYSETS = {
     "proxy": lambda M: M(AuthorProxy).order_by("pk"),
     "custom_queryset_method": lambda M: M(Article).published().order_by("pk"),
     "custom_queryset_chain": lambda M: M(Article).filter(author__isnull=False).published(),
+    "mti_values": lambda M: M(Restaurant).values("name", "city", "rating").order_by("pk"),
+    "mti_defer_parent_field": lambda M: M(Restaurant).defer("city").order_by("pk"),
+    "meta_ordering": lambda M: M(Article).all(),
+    "meta_ordering_values": lambda M: M(Article).values_list("headline", flat=True),
+    # composite primary key
+    "composite_pk": lambda M: M(Membership).order_by("pk"),
+    "composite_pk_select_related": lambda M: M(Membership)
+    .select_related("tag", "book")
+    .filter(book__pages__gt=100)
+    .order_by("tag", "book"),
+    "composite_pk_values": lambda M: M(Membership).values("pk", "role").order_by("pk"),
+    # extra(), RawSQL, FilteredRelation, another alias
+    "extra_select": lambda M: M(Book)
+    .extra(select={"double": "pages * 2"}, where=["pages > %s"], params=[50])
+    .order_by("pk"),
+    "extra_order_by": lambda M: M(Book).extra(select={"t": "lower(title)"}, order_by=["-t", "id"]),
+    "rawsql_annotation": lambda M: M(Book)
+    .annotate(rounded=RawSQL("round(price)", (), output_field=DecimalField()))
+    .order_by("pk"),
+    "filtered_relation": lambda M: M(Author)
+    .annotate(long_books=FilteredRelation("books", condition=Q(books__pages__gt=100)))
+    .filter(long_books__isnull=False)
+    .values_list("name", "long_books__title")
+    .order_by("name", "long_books__title"),
+    "using_other_alias": lambda M: M(Book).using("serializable").filter(pages__gt=100).order_by("pk"),
+    "none_values": lambda M: M(Book).none().values("title"),
+    "none_union": lambda M: M(Book).none().union(M(Book).filter(pk=1)),
     # every field type
     "all_fields": lambda M: M(AllFields).order_by("pk"),
     "all_fields_values": lambda M: M(AllFields).values().order_by("pk"),
@@ -292,6 +323,11 @@ TERMINALS = {
     "get_union": lambda M: M(Book).filter(pk=1).union(M(Book).filter(pk=1)).get(),
     "get_proxy": lambda M: M(AuthorProxy).get(name="Bob"),
     "get_mti": lambda M: M(Restaurant).get(name="Luigi"),
+    "get_composite_pk": lambda M: M(Membership).get(pk=(3, 1)),
+    "in_bulk_composite_pk": lambda M: M(Membership).in_bulk([(1, 1), (3, 4)]),
+    "get_using_other_alias": lambda M: M(Book).using("serializable").get(pk=1),
+    "first_meta_ordering": lambda M: M(Article).first(),
+    "last_meta_ordering": lambda M: M(Article).last(),
     "first_unordered": lambda M: M(Book).first(),
     "first_ordered": lambda M: M(Book).order_by("-pages", "pk").first(),
     "first_empty": lambda M: M(Book).filter(pk=999).first(),
@@ -336,6 +372,9 @@ TERMINALS = {
     "aggregate_all_fields": lambda M: M(AllFields).aggregate(
         Max("decimal"), Min("moment"), Sum("duration"), Avg("floating")
     ),
+    "aggregate_none": lambda M: M(Book).none().aggregate(n=Count("pk"), s=Sum("pages")),
+    "in_bulk_none": lambda M: M(Book).none().in_bulk([1]),
+    "first_none": lambda M: M(Book).none().first(),
     "in_bulk_all": lambda M: M(Book).in_bulk(),
     "in_bulk_ids": lambda M: M(Book).in_bulk([1, 3, 999]),
     "in_bulk_field": lambda M: M(Tag).in_bulk(["sql", "python"], field_name="name"),
@@ -349,6 +388,8 @@ TERMINALS = {
 @pytest.fixture
 def seeded(db):
     seed()
+    yield
+    connections.close_all()  # the "serializable" alias too: the test database is dropped at exit
 
 
 def evaluate_django(build):

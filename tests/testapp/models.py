@@ -71,6 +71,20 @@ class AllFields(VinylModel):
     int_range = IntegerRangeField(null=True)
     moment_range = DateTimeRangeField(null=True)
     decimal_range = DecimalRangeField(null=True)
+    generated = models.GeneratedField(
+        expression=models.F("big") + models.F("small"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+
+
+class Membership(VinylModel):
+    """A composite primary key (Django >= 5.2)."""
+
+    pk = models.CompositePrimaryKey("tag_id", "book_id")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE)
+    book = models.ForeignKey(Book, on_delete=models.CASCADE)
+    role = models.CharField(max_length=20, blank=True)
 
 
 # -- relations: O2O, multi-table inheritance, proxy, nested FKs --------------------------------
@@ -137,3 +151,32 @@ class Article(VinylModel):
     objects = models.Manager.from_queryset(
         type("DjangoArticleQuerySet", (ArticleQueries, QuerySet), {})
     )()
+
+    class Meta:
+        ordering = ["headline"]
+
+
+# -- a generic relation (contenttypes): obj.q and prefetch_related through a GenericForeignKey --
+
+
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation  # noqa: E402
+
+
+class Note(VinylModel):
+    """A note on any object (GenericForeignKey), e.g. on a Book or a Shelf."""
+
+    # No database constraint: testapp has no migrations, so its tables are created before
+    # contenttypes' migrations create django_content_type.
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", on_delete=models.CASCADE, db_constraint=False
+    )
+    object_id = models.BigIntegerField()
+    content_object = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=100)
+
+
+class Shelf(VinylModel):
+    """The other side of a generic relation (GenericRelation)."""
+
+    name = models.CharField(max_length=100)
+    notes = GenericRelation(Note)
