@@ -13,8 +13,9 @@ side in :class:`Atomic`.
 Child tasks. Tasks started inside an async ``atomic()`` block (``gather``, task groups,
 ``create_task``) inherit it: their queries run on the block's connection, one operation at a time
 (a lock serialises them, so a query never interleaves with another's statement sequence). Only the
-task that opened the outermost block may open nested blocks; a child that tries gets
-``TransactionManagementError``. A child still running after the block ended gets
+task that opened the outermost block may open savepoints; ``atomic()`` with a savepoint in a child
+gets ``TransactionManagementError``, ``atomic(savepoint=False)`` is allowed (it only marks the
+transaction for rollback if it fails). A child still running after the block ended gets
 ``TransactionManagementError`` for its next query instead of silently running outside the
 transaction.
 """
@@ -26,7 +27,8 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -43,13 +45,25 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-__all__ = ["Atomic", "atomic", "current_pin", "get_rollback", "on_commit", "set_rollback"]
+__all__ = [
+    "Atomic",
+    "atomic",
+    "current_pin",
+    "get_rollback",
+    "mark_for_rollback_on_error",
+    "on_commit",
+    "set_rollback",
+]
 
 logger = logging.getLogger("vinyl.transaction")
 
 _pins: contextvars.ContextVar[dict[str, Pin] | None] = contextvars.ContextVar(
     "vinyl_pins", default=None
 )
+
+
+# The frame of a savepoint=False block in a child task (see Atomic.__aenter__).
+_CHILD: Any = object()
 
 
 def current_pin(alias: str) -> Pin | None:
@@ -69,6 +83,7 @@ class Pin:
         self.savepoint_ids: list[str | None] = []
         self.run_on_commit: list[tuple[set[str], Callable[[], Any], bool]] = []
         self.needs_rollback = False
+        self.rollback_exc: BaseException | None = None
         self.closed = False
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
@@ -102,7 +117,7 @@ class Pin:
             raise TransactionManagementError(
                 "An error occurred in the current transaction. You can't execute queries until "
                 "the end of the 'atomic' block."
-            )
+            ) from self.rollback_exc
 
     def leave(self) -> None:
         if self._depth <= 0:
@@ -206,20 +221,28 @@ class Atomic:
             token = _pins.set({**(_pins.get() or {}), alias: pin})
             self._frames.setdefault(task, []).append((pin, token))
             return self
-        if pin.owner is not task:
-            raise TransactionManagementError(
-                "atomic() was entered in a child task of the task that opened the transaction "
-                f"on database {alias!r}. Only that task may open nested blocks; open a separate "
-                "transaction in a task of its own, or run the work in the parent task."
-            )
         if pin.closed:
             raise TransactionManagementError(
-                f"The atomic() block on database {alias!r} that this task inherited has ended."
+                f"This task inherited an atomic() block on database {alias!r} that has already "
+                "ended; await child tasks before the block exits."
             )
         if self.durable:
             raise RuntimeError(
                 "A durable atomic block cannot be nested within another atomic block."
             )
+        if pin.owner is not task:
+            if self.savepoint:
+                raise TransactionManagementError(
+                    "atomic() was entered in a child task of the task that opened the "
+                    f"transaction on database {alias!r}. Only that task may open savepoints; "
+                    "use atomic(savepoint=False) here, run the work in the parent task, or run "
+                    "it in a transaction of its own (a task started with a fresh "
+                    "contextvars.Context())."
+                )
+            # No savepoint, so nothing to order among concurrent tasks: the block only marks
+            # the transaction for rollback if it fails.
+            self._frames.setdefault(task, []).append((pin, _CHILD))
+            return self
         sid = None
         if self.savepoint and not pin.needs_rollback:
             sid = pin.new_savepoint_id()
@@ -239,6 +262,10 @@ class Atomic:
         pin, token = frames.pop()
         if not frames:
             del self._frames[task]
+        if token is _CHILD:
+            if exc_type is not None:
+                pin.needs_rollback = True
+            return
         # Shielded: cancellation must not stop the rollback that cleans up after it.
         if token is None:
             await shielded(self._exit_savepoint(pin, exc_type is None, task))
@@ -382,6 +409,28 @@ def set_rollback(rollback: bool, using: str | None = None) -> None:
         transaction.set_rollback(rollback, alias)
         return
     _require_pin(alias, "set_rollback").needs_rollback = rollback
+
+
+@contextmanager
+def mark_for_rollback_on_error(using: str | None = None) -> Iterator[None]:
+    """Mark the current transaction for rollback if the block raises, as Django's (both modes).
+
+    What Django's ``Model.save()`` and friends do around a single query: outside a transaction
+    nothing happens; inside one, an exception makes further queries fail until the innermost
+    savepoint rolls back. A plain ``with`` in either mode (no I/O).
+    """
+    if not is_async():
+        with transaction.mark_for_rollback_on_error(using):
+            yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        pin = current_pin(using or DEFAULT_DB_ALIAS)
+        if pin is not None:
+            pin.needs_rollback = True
+            pin.rollback_exc = exc
+        raise
 
 
 def _require_pin(alias: str, name: str) -> Pin:

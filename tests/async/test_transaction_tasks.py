@@ -6,6 +6,7 @@ block may nest blocks; a child that outlives the block gets TransactionManagemen
 """
 
 import asyncio
+import contextvars
 
 import anyio
 import pytest
@@ -237,7 +238,7 @@ async def test_child_operations_are_serialised(outside):
     assert outside.names() == ["A1", "A2", "B"]
 
 
-async def test_nested_atomic_in_a_child_task_is_refused(outside):
+async def test_savepoint_in_a_child_task_is_refused(outside):
     async def child():
         async with atomic():
             await insert("child")
@@ -253,8 +254,73 @@ async def test_nested_atomic_in_a_child_task_is_refused(outside):
 
         with pytest.raises(TransactionManagementError, match="child task"):
             await asyncio.gather(decorated())
+        with pytest.raises(RuntimeError, match="durable"):
+            await asyncio.create_task(atomic(durable=True)(decorated)())
         assert await names() == ["parent"]
     assert outside.names() == ["parent"]
+
+
+async def test_block_without_savepoint_in_child_tasks(outside):
+    """atomic(savepoint=False) in children: no savepoint, a failure marks the transaction."""
+
+    @atomic(savepoint=False)
+    async def child(name, fail=False):
+        await insert(name)
+        await asyncio.sleep(0)
+        if fail:
+            raise Boom
+        return vinyl.get_rollback()
+
+    async with atomic():
+        assert await asyncio.gather(child("a"), child("b")) == [False, False]
+        assert sorted(await names()) == ["a", "b"]
+        with pytest.raises(Boom):
+            async with atomic():  # the parent's savepoint takes the children's failure
+                await asyncio.gather(child("c"), child("d", fail=True))
+        assert vinyl.get_rollback() is False
+        assert sorted(await names()) == ["a", "b"]
+    assert sorted(outside.names()) == ["a", "b"]
+
+    async with atomic():
+        await insert("e")
+        with pytest.raises(Boom):
+            await asyncio.gather(child("f", fail=True))
+        assert vinyl.get_rollback() is True
+        with pytest.raises(TransactionManagementError, match="until the end of the 'atomic'"):
+            await insert("g")
+    assert sorted(outside.names()) == ["a", "b"]
+
+
+async def test_mark_for_rollback_on_error_in_a_child_task(outside):
+    async def child():
+        with vinyl.transaction.mark_for_rollback_on_error():
+            await insert("child")
+            raise Boom
+
+    async with atomic():
+        await insert("parent")
+        with pytest.raises(Boom):
+            await asyncio.create_task(child())
+        with pytest.raises(TransactionManagementError) as info:
+            await insert("refused")
+        assert isinstance(info.value.__cause__, Boom)
+    assert outside.names() == []
+
+
+async def test_independent_transaction_from_inside_a_block(outside):
+    """A task started in a fresh context does not inherit the block."""
+
+    async def independent():
+        async with atomic():
+            await insert("independent")
+            return await backend_pid()
+
+    async with atomic():
+        await insert("parent")
+        pid = await asyncio.create_task(independent(), context=contextvars.Context())
+        assert pid != await backend_pid()
+        assert outside.names() == ["independent"]  # committed on its own
+    assert sorted(outside.names()) == ["independent", "parent"]
 
 
 async def test_nested_atomic_on_another_database_in_a_child_task(outside):

@@ -20,6 +20,7 @@ from tests.testapp.models import Author, Book
 from vinyl import atomic, get_rollback, maybe_async, on_commit, set_rollback
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
 from vinyl.testing import both_modes
+from vinyl.transaction import mark_for_rollback_on_error
 
 
 class Boom(Exception):
@@ -261,6 +262,27 @@ def test_set_rollback_and_get_rollback(outside):
     assert outside.names() == []
     assert (yield outer(False)) is False
     assert outside.names() == ["outer"]
+
+
+@both_modes
+def test_mark_for_rollback_on_error(outside):
+    with pytest.raises(Boom), mark_for_rollback_on_error():  # outside a block: no effect
+        raise Boom
+
+    @atomic
+    @maybe_async
+    def work():
+        yield insert("a")
+        with pytest.raises(Boom), mark_for_rollback_on_error():
+            yield insert("b")
+            raise Boom
+        assert get_rollback() is True
+        with pytest.raises(TransactionManagementError) as info:
+            yield insert("c")
+        assert isinstance(info.value.__cause__, Boom)
+
+    yield work()
+    assert outside.names() == []
 
 
 @both_modes
