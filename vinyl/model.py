@@ -264,3 +264,17 @@ class VinylModel(models.Model):
 
     class Meta:
         abstract = True
+
+    @property
+    def q(self) -> Relations:
+        """This object's relations, fetched explicitly in the current mode.
+
+        ``await book.q.author`` (cached on the object afterwards), ``author.q.books.filter(...)``
+        (a related manager of VinylQuerySets); see vinyl.relations.
+        """
+        return Relations(self)
+
+
+# Imported last: it needs the classes above, and it must guard the relation descriptors of every
+# VinylModel subclass, so it connects its class_prepared receiver before any can be defined.
+from .relations import Relations  # noqa: E402
