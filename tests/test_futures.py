@@ -285,6 +285,25 @@ def test_many_yields_in_one_generator(vinyl_mode):
     assert (yield loop(5000)) == sum(range(5000))
 
 
+@both_modes
+def test_yielding_an_undecorated_generator_is_a_clear_error(vinyl_mode):
+    def helper():  # forgot @maybe_async
+        return (yield value(1))
+
+    @maybe_async
+    def caller():
+        try:
+            yield helper()
+        except TypeError as exc:
+            message = str(exc)
+        return message, (yield from helper())  # inline delegation works
+
+    message, inline = yield caller()
+    assert "decorate " in message and "helper with @maybe_async" in message
+    assert inline == 1
+    record(vinyl_mode, "raw-generator", message)
+
+
 def test_maybe_async_needs_a_generator_function():
     with pytest.raises(TypeError, match="@maybe_async needs a generator function"):
         maybe_async(lambda: 1)

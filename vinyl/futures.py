@@ -131,6 +131,16 @@ def ready(value: T) -> T | Awaitable[T]:
 # -- @maybe_async: the generator driver ---------------------------------------------------------
 
 
+def _yielded_generator(value: Generator[Any, Any, Any]) -> TypeError:
+    # A generator object is never a maybe-async value: its function lacks @maybe_async (and the
+    # caller would silently get the generator instead of its result).
+    value.close()
+    return TypeError(
+        f"A @maybe_async generator yielded the generator object {value.__qualname__}(); "
+        f"decorate {value.__qualname__} with @maybe_async, or use `yield from` to run it inline."
+    )
+
+
 def _drive_sync(gen: Generator[Any, Any, T]) -> T:
     send: Any = None
     error: BaseException | None = None
@@ -141,6 +151,9 @@ def _drive_sync(gen: Generator[Any, Any, T]) -> T:
             return stop.value
         finally:
             error = None
+        if inspect.isgenerator(value):
+            error, send = _yielded_generator(value), None
+            continue
         try:
             send = _resolve_sync(value)
         except BaseException as exc:  # thrown back in, so try/except in the generator works
@@ -162,6 +175,8 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
                 send = await value
             except BaseException as exc:  # cancellation included: the generator's finally runs
                 error, send = exc, None
+        elif inspect.isgenerator(value):
+            error, send = _yielded_generator(value), None
         else:
             send = value
 
