@@ -107,12 +107,16 @@ class Pin:
             raise
         self._holder, self._depth = task, 1
 
-    def _check(self, check: bool) -> None:
+    def check_open(self) -> None:
+        """Raise TransactionManagementError if the block has ended (a child task outlived it)."""
         if self.closed:
             raise TransactionManagementError(
                 f"This task inherited an atomic() block on database {self.alias!r} that has "
                 "already ended; await child tasks before the block exits."
             )
+
+    def _check(self, check: bool) -> None:
+        self.check_open()
         if check and self.needs_rollback:
             raise TransactionManagementError(
                 "An error occurred in the current transaction. You can't execute queries until "
@@ -221,11 +225,7 @@ class Atomic:
             token = _pins.set({**(_pins.get() or {}), alias: pin})
             self._frames.setdefault(task, []).append((pin, token))
             return self
-        if pin.closed:
-            raise TransactionManagementError(
-                f"This task inherited an atomic() block on database {alias!r} that has already "
-                "ended; await child tasks before the block exits."
-            )
+        pin.check_open()
         if self.durable:
             raise RuntimeError(
                 "A durable atomic block cannot be nested within another atomic block."
@@ -389,6 +389,7 @@ def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = 
     pin = current_pin(alias)
     if pin is None:
         return _run_callbacks([(set(), func, robust)])
+    pin.check_open()
     pin.run_on_commit.append((set(filter(None, pin.savepoint_ids)), func, robust))
     return ready(None)
 
@@ -439,4 +440,5 @@ def _require_pin(alias: str, name: str) -> Pin:
         raise TransactionManagementError(
             f"The rollback flag doesn't work outside of an 'atomic' block ({name})."
         )
+    pin.check_open()
     return pin

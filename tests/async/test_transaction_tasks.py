@@ -336,19 +336,33 @@ async def test_nested_atomic_on_another_database_in_a_child_task(outside):
 async def test_child_outliving_the_block_is_refused(outside):
     block_done = asyncio.Event()
 
-    async def late_child():
+    async def late_child(late):
         await insert("in time")
         await block_done.wait()
-        await insert("too late")
+        await late()
 
+    def on_commit_too_late():
+        return vinyl.on_commit(lambda: None)
+
+    async def atomic_too_late():
+        async with atomic(savepoint=False):
+            pass
+
+    lates = {
+        "query": lambda: insert("too late"),
+        "on_commit": on_commit_too_late,
+        "atomic": atomic_too_late,
+        "get_rollback": lambda: asyncio.sleep(0, vinyl.get_rollback()),
+    }
     async with atomic():
         await insert("parent")
-        task = asyncio.create_task(late_child())
+        tasks = [asyncio.create_task(late_child(late)) for late in lates.values()]
         await asyncio.sleep(0.05)
     block_done.set()
-    with pytest.raises(TransactionManagementError, match="already ended"):
-        await task
-    assert outside.names() == ["parent", "in time"]
+    for task in tasks:
+        with pytest.raises(TransactionManagementError, match="already ended"):
+            await task
+    assert outside.names() == ["parent", *["in time"] * len(lates)]
 
 
 async def test_child_waiting_for_the_connection_when_the_block_ends(outside):
