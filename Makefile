@@ -1,0 +1,57 @@
+# vinyl's developer commands. `make demo` and `make test` build the virtualenv themselves.
+#
+#   PYTHON=...      interpreter for a new virtualenv (default: newest Python >= 3.11 found)
+#   VENV=...        virtualenv folder (default: .venv)
+#   DJANGO=...      a Django requirement installed over the default, e.g. DJANGO='django>=5.2,<6'
+#   PYTEST_ARGS=... extra arguments for pytest
+#   DATABASE_URL    use this PostgreSQL server instead of starting an embedded one in .build/
+
+PYTHON ?=
+VENV ?= .venv
+DJANGO ?=
+PYTEST_ARGS ?=
+
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+VENV_PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PIP_INSTALL := $(VENV_PYTHON) -m pip install --quiet
+# pip warns once per package about local index folders that lack it (seen on the dev machines).
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
+
+.PHONY: all demo test lint venv FORCE
+all: test
+
+demo: $(STAMP)
+	$(VENV_PYTHON) -m demo
+
+test: $(STAMP)
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+venv: $(STAMP)
+
+# What the virtualenv was built for. The file is rewritten only when PYTHON or DJANGO change,
+# and then the virtualenv is built anew.
+$(VENV)/.settings: FORCE
+	@settings='python=$(PYTHON) django=$(DJANGO)'; \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$settings" ]; then \
+	    rm -rf $(VENV) && mkdir -p $(VENV) && echo "$$settings" > $@; \
+	fi
+
+$(STAMP): pyproject.toml $(VENV)/.settings
+	@if [ ! -x $(VENV_PYTHON) ]; then \
+	    python="$(PYTHON)"; \
+	    [ -n "$$python" ] || python=$$(sh devtools/find-python) || exit 1; \
+	    echo "Creating $(VENV) with $$python ($$($$python --version))"; \
+	    "$$python" -m venv $(VENV) || exit 1; \
+	fi
+	@echo "$(PIP_INSTALL) --editable '.[dev]'"; $(PIP_INSTALL) --editable '.[dev]' $(QUIET_PIP)
+	$(if $(DJANGO),@echo "$(PIP_INSTALL) '$(DJANGO)'"; $(PIP_INSTALL) '$(DJANGO)' $(QUIET_PIP))
+	@$(VENV_PYTHON) -c 'import django, sys; print(f"$(VENV): Python {sys.version.split()[0]}, Django {django.__version__}")'
+	@touch $@
+
+FORCE:

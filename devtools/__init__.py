@@ -1,0 +1,1 @@
+"""Development tools for vinyl (not part of the distribution)."""
