@@ -193,10 +193,15 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
 
     @functools.wraps(genfunc)
     def operation(*args: Any, **kwargs: Any) -> Any:
+        try:
+            gen = genfunc(*args, **kwargs)
+        except TypeError:
+            _discard_all((*args, *kwargs.values()))  # a bad call: nobody will await them
+            raise
         if is_async():
             # The arguments are its children: closed unstarted, it closes the coroutines it got.
-            return _Pending(_drive_async(genfunc(*args, **kwargs)), (*args, *kwargs.values()))
-        return _drive_sync(genfunc(*args, **kwargs))
+            return _Pending(_drive_async(gen), (*args, *kwargs.values()))
+        return _drive_sync(gen)
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]
     return operation

@@ -174,9 +174,16 @@ async def test_a_bad_call_closes_the_coroutines_it_was_given(no_unawaited):
     def one(a):  # pragma: no cover - never called
         return a
 
+    @maybe_async
+    def op(a):  # pragma: no cover - never called
+        return (yield a)
+
+    other = probe.slow("y", delay=0)
     with pytest.raises(TypeError):
         one(coro, unexpected=1)
-    assert closed(coro)
+    with pytest.raises(TypeError):
+        op(other, 2)
+    assert closed(coro) and closed(other)
 
 
 async def test_pending_closed_before_it_starts_closes_its_arguments(no_unawaited):
