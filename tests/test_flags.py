@@ -153,6 +153,29 @@ def test_decorates_sync_functions():
     assert _mode.get() is None
 
 
+def test_bare_decorator_form():
+    @sync_mode
+    def in_sync():
+        return is_async()
+
+    @async_mode
+    async def in_async():
+        return is_async()
+
+    async def main():
+        return in_sync(), await in_async()
+
+    assert asyncio.run(main()) == (False, True)
+    assert in_sync.__name__ == "in_sync" and asyncio.iscoroutinefunction(in_async)
+
+
+@pytest.mark.parametrize("factory", [sync_mode, async_mode])
+@pytest.mark.parametrize("bad", [True, False, 1, "sync"])
+def test_non_callable_argument_is_a_clear_error(factory, bad):
+    with pytest.raises(TypeError, match=r"decorates a function, not .*set_async"):
+        factory(bad)
+
+
 def test_decorated_sync_function_resets_on_exception():
     @async_mode()
     def boom():

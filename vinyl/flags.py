@@ -19,7 +19,7 @@ import functools
 import inspect
 from asyncio import _get_running_loop
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 __all__ = ["async_mode", "is_async", "reset_async", "set_async", "sync_mode"]
 
@@ -94,6 +94,11 @@ class _ModeContext:
         _mode.reset(top.token)
 
     def __call__(self, func: F) -> F:
+        if not callable(func):
+            raise TypeError(
+                f"{self!r} decorates a function, not {func!r}: use `with {self!r}:` for a block, "
+                "or vinyl.set_async(True/False/None) to set the mode."
+            )
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
                 f"{self!r} cannot decorate the generator function {func.__qualname__}: the mode "
@@ -126,15 +131,29 @@ class _ModeContext:
         return "async_mode()" if self._value else "sync_mode()"
 
 
-def sync_mode() -> _ModeContext:
-    """Run the block (or the decorated function) in sync mode: operations return values."""
-    return _ModeContext(False)
+@overload
+def sync_mode() -> _ModeContext: ...
+@overload
+def sync_mode(func: F) -> F: ...
+def sync_mode(func: F | None = None) -> _ModeContext | F:
+    """Run the block (or the decorated function) in sync mode: operations return values.
+
+    Use ``with sync_mode():``, ``@sync_mode()`` or ``@sync_mode``.
+    """
+    block = _ModeContext(False)
+    return block if func is None else block(func)
 
 
-def async_mode() -> _ModeContext:
+@overload
+def async_mode() -> _ModeContext: ...
+@overload
+def async_mode(func: F) -> F: ...
+def async_mode(func: F | None = None) -> _ModeContext | F:
     """Run the block (or the decorated function) in async mode: operations return awaitables.
 
-    The block is only useful where something will await those awaitables: inside a coroutine,
-    or around code that hands them to one.
+    Use ``with async_mode():``, ``@async_mode()`` or ``@async_mode``. The block is only useful
+    where something will await those awaitables: inside a coroutine, or around code that hands
+    them to one.
     """
-    return _ModeContext(True)
+    block = _ModeContext(True)
+    return block if func is None else block(func)
