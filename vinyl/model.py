@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
 from django.db import NotSupportedError, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
-from .flags import is_async
+from .flags import async_mode, is_async
 from .futures import maybe_async, ready
 from .pool import sql_connection
 from .query import VinylQuery
 from .replay import _tape, call_with_io
 
 __all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", "as_vinyl"]
+
+
+# Django 6.1's first()/last() keep an ordering cleared by order_by() instead of ordering by pk.
+_FIRST_LAST_KEEP_CLEARED_ORDERING = django.VERSION >= (6, 1)
 
 
 class ImplicitQueryError(RuntimeError):
@@ -143,7 +148,7 @@ class VinylQuerySet(QuerySet):
     @maybe_async
     def first(self):
         """Return the first object (ordering by pk if unordered), or None."""
-        if self.ordered:
+        if self._keeps_order():
             queryset = self
         else:
             self._check_ordering_first_last_queryset_aggregation(method="first")
@@ -155,13 +160,18 @@ class VinylQuerySet(QuerySet):
     @maybe_async
     def last(self):
         """Return the last object (ordering by pk if unordered), or None."""
-        if self.ordered:
+        if self._keeps_order():
             queryset = self.reverse()
         else:
             self._check_ordering_first_last_queryset_aggregation(method="last")
             queryset = self.order_by("-pk")
         objs = yield queryset[:1]._fetch()
         return objs[0] if objs else None
+
+    def _keeps_order(self) -> bool:
+        return self.ordered or (
+            _FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
+        )
 
     def count(self) -> Any:
         """Return the number of rows (``len()`` of the cache if already evaluated)."""
@@ -220,6 +230,27 @@ class VinylQuerySet(QuerySet):
         )
         qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
         return qs
+
+
+def _native(name: str) -> Any:
+    async def method(self: VinylQuerySet, *args: Any, **kwargs: Any) -> Any:
+        with async_mode():
+            return await getattr(self, name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = f"a{name}"
+    method.__doc__ = (
+        f"Return ``await qs.{name}(...)`` run in async mode: Django's a-method, but on vinyl's "
+        "async connection instead of the sync ORM in a worker thread."
+    )
+    return method
+
+
+# Django's a-methods of the read API, natively async (their sync twins follow the mode).
+for _name in (
+    "get", "first", "last", "earliest", "latest", "count", "exists", "contains", "aggregate",
+    "in_bulk", "explain",
+):  # fmt: skip
+    setattr(VinylQuerySet, f"a{_name}", _native(_name))
 
 
 def as_vinyl(queryset: QuerySet) -> VinylQuerySet:

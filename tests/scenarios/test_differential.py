@@ -328,6 +328,19 @@ TERMINALS = {
     "get_using_other_alias": lambda M: M(Book).using("serializable").get(pk=1),
     "first_meta_ordering": lambda M: M(Article).first(),
     "last_meta_ordering": lambda M: M(Article).last(),
+    # Django 6.1 keeps a cleared ordering (no pk added to the GROUP BY: n == 2); 5.2 orders by pk.
+    "first_cleared_ordering": lambda M: M(Book)
+    .filter(title="Zen")
+    .values("title")
+    .annotate(n=Count("pk"))
+    .order_by()
+    .first(),
+    "last_cleared_ordering": lambda M: M(Book)
+    .filter(title="Zen")
+    .values("title")
+    .annotate(n=Count("pk"))
+    .order_by()
+    .last(),
     "first_unordered": lambda M: M(Book).first(),
     "first_ordered": lambda M: M(Book).order_by("-pages", "pk").first(),
     "first_empty": lambda M: M(Book).filter(pk=999).first(),
