@@ -7,8 +7,10 @@ queryset (evaluated: ``list(qs)`` / ``yield qs``) or the result of a terminal me
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
+import operator
 from decimal import Decimal
 
 import pytest
@@ -52,6 +54,8 @@ from django.db.models.functions import (
     Upper,
 )
 from django.db.models.query import QuerySet, RawQuerySet
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.scenarios.differential import django_manager, norm, seed, vinyl_manager
 from tests.testapp.models import (
@@ -67,6 +71,7 @@ from tests.testapp.models import (
     Restaurant,
     Tag,
 )
+from vinyl import async_mode, close_pools, sync_mode
 from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
 
@@ -449,3 +454,77 @@ def test_evaluation_fills_the_cache(case, seeded):
     assert len(queries) == n  # the second evaluation reads the result cache
     assert norm(second) == norm(first)
     assert isinstance(first, list)
+
+
+# -- generated filters (hypothesis): Django, vinyl sync and vinyl async agree -------------------
+
+NAMES = ["Ann", "Bob", "Cat", "Dan", "Eve"]
+LEAVES = st.one_of(
+    st.builds(lambda v: Q(pages__gt=v), st.integers(0, 600)),
+    st.builds(lambda v: Q(price__lte=v), st.decimals(0, 100, places=2, allow_nan=False)),
+    st.builds(lambda v: Q(title__icontains=v), st.sampled_from(["z", "a", "SQL", "o", "", "%"])),
+    st.builds(lambda v: Q(author__name=v), st.sampled_from(NAMES)),
+    st.builds(lambda v: Q(editor__name__in=v), st.lists(st.sampled_from(NAMES), max_size=3)),
+    st.builds(lambda v: Q(editor__isnull=v), st.booleans()),
+    st.builds(lambda v: Q(published__year=v), st.integers(2018, 2022)),
+    st.builds(
+        lambda v: Q(published__gte=v),
+        st.datetimes(
+            min_value=dt.datetime(2019, 6, 1),
+            max_value=dt.datetime(2022, 1, 1),
+            timezones=st.sampled_from([dt.UTC, AMS]),
+        ),
+    ),
+    st.builds(lambda v: Q(published__date=v), st.dates(dt.date(2019, 12, 30), dt.date(2020, 1, 2))),
+    st.builds(lambda v: Q(author__born__lt=v), st.dates(dt.date(1969, 1, 1), dt.date(1990, 1, 1))),
+    st.builds(lambda v: Q(tags__name=v), st.sampled_from(["python", "django", "sql", "x"])),
+    st.just(Q(pages__lt=F("price") * 10)),
+    st.just(Q(editor=F("author"))),
+)
+FILTERS = st.recursive(
+    LEAVES,
+    lambda children: st.one_of(
+        st.builds(operator.and_, children, children),
+        st.builds(operator.or_, children, children),
+        st.builds(operator.invert, children),
+    ),
+    max_leaves=5,
+)
+
+
+def generated(M, q, exclude, distinct):
+    qs = M(Book).exclude(q) if exclude else M(Book).filter(q)
+    if distinct:
+        qs = qs.distinct()
+    return qs.order_by("pk").values_list("pk", "title", "price")
+
+
+def test_generated_filters(seeded):
+    """Random filter trees give Django's rows, and count(), in sync mode and in async mode."""
+    runner = asyncio.Runner()
+
+    async def in_async_mode(q, exclude, distinct):
+        with async_mode():
+            qs = generated(vinyl_manager, q, exclude, distinct)
+            return await qs, await generated(vinyl_manager, q, exclude, distinct).count()
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],  # the data is read-only
+    )
+    @given(FILTERS, st.booleans(), st.booleans())
+    def check(q, exclude, distinct):
+        django_qs = generated(django_manager, q, exclude, distinct)
+        expected = norm((list(django_qs), django_qs.count()))
+        with sync_mode():
+            qs = generated(vinyl_manager, q, exclude, distinct)
+            in_sync = norm((list(qs), generated(vinyl_manager, q, exclude, distinct).count()))
+        assert in_sync == expected
+        assert norm(runner.run(in_async_mode(q, exclude, distinct))) == expected
+
+    try:
+        check()
+    finally:
+        runner.run(close_pools())
+        runner.close()
