@@ -462,6 +462,24 @@ def test_gather_of_failures_reports_the_first_in_argument_order(vinyl_mode):
     assert info.value.args == ("first",)
 
 
+@both_modes
+def test_a_value_given_twice_is_waited_for_once(vinyl_mode):
+    runs = []
+
+    @maybe_async
+    def counted(x):
+        runs.append(x)
+        return (yield value(x))
+
+    v = counted(3)
+    assert (yield gather(v, 1, v)) == [3, 1, 3]
+    w = counted(4)
+    assert (yield later(lambda a, b, c: a + b + c)(w, w, c=w)) == 12
+    u = counted(5)
+    assert (yield gather(u, then(value(1), str), u)) == [5, "1", 5]
+    assert record(vinyl_mode, "given-twice", runs) == [3, 4, 5]
+
+
 # -- awaitables that reach sync mode (sync-mode only by nature) -------------------------------
 
 

@@ -221,21 +221,21 @@ def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple[list, dict
 
 
 async def _call_later(func: Callable[..., Any], args: list, kwargs: dict) -> Any:
-    pending = [*args, *kwargs.values()]
-    try:
-        for i, value in enumerate(args):
-            if _isawaitable(value):
-                args[i] = await value
-                pending[i] = None
-        offset = len(args)
-        for j, (key, value) in enumerate(kwargs.items()):
-            if _isawaitable(value):
-                kwargs[key] = await value
-                pending[offset + j] = None
-    except BaseException:
-        _discard_all(pending)
-        raise
-    result = func(*args, **kwargs)
+    given = (*args, *kwargs.values())
+    values = list(given)
+    results: dict[int, Any] = {}  # by id: an awaitable given twice is awaited once, as in sync mode
+    for i, value in enumerate(given):
+        if not _isawaitable(value):
+            continue
+        if id(value) not in results:
+            try:
+                results[id(value)] = await value
+            except BaseException:
+                _discard_all(given[i + 1 :])
+                raise
+        values[i] = results[id(value)]
+    n = len(args)
+    result = func(*values[:n], **dict(zip(kwargs, values[n:], strict=True)))
     while _isawaitable(result):
         result = await result
     return result
@@ -288,16 +288,20 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 async def _gather_async(values: tuple[Any, ...]) -> list[Any]:
     results = list(values)
     tasks: dict[int, asyncio.Future[Any]] = {}
+    by_id: dict[int, asyncio.Future[Any]] = {}  # an awaitable given twice runs once, as in sync
     for i, value in enumerate(values):
         if _isawaitable(value):
-            tasks[i] = asyncio.ensure_future(value)
-            tasks[i].add_done_callback(_retrieve)
+            task = by_id.get(id(value))
+            if task is None:
+                task = by_id[id(value)] = asyncio.ensure_future(value)
+                task.add_done_callback(_retrieve)
+            tasks[i] = task
     if not tasks:
         return results
     try:
-        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(by_id.values(), return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        pending = [t for t in tasks.values() if not t.done()]
+        pending = [t for t in by_id.values() if not t.done()]
         for task in pending:
             task.cancel()
         if pending:
