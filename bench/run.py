@@ -1,0 +1,344 @@
+"""Measure vinyl against Django's ORM and raw psycopg: ``python -m bench [--quick]``.
+
+One run, one database (``vinyl_bench``, created and dropped on the server of ``$DATABASE_URL``,
+or of the embedded development server when it is unset). Each (workload, system) cell is warmed
+up and calibrated to a batch of about ``--batch-seconds``; then ``--rounds`` rounds run every
+cell once, interleaved (the systems' order rotates each round), and the table shows the median
+ops/s of each cell and ratios between systems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from . import settings as bench_settings
+from .settings import WORKLOADS
+
+SYSTEMS = ["vinyl async", "vinyl sync", "django sync", "django async", "psycopg async"]
+BASELINES = ["django sync", "django async", "psycopg async"]
+# The issue's targets for vinyl async (per-query workloads; concurrent I/O).
+TARGETS = {
+    "django sync": (0.8, None),
+    "django async": (1.3, 8.0),
+    "psycopg async": (None, 0.85),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (3 rounds, 0.1 s)")
+    parser.add_argument("--rounds", type=int, help="measured rounds per cell (default 7)")
+    parser.add_argument(
+        "--batch-seconds", type=float, help="target duration of one batch (default 0.4)"
+    )
+    parser.add_argument(
+        "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="WORKLOAD",
+        help="profile vinyl async on one workload (pyinstrument if installed, else cProfile) "
+        "instead of benchmarking",
+    )
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.batch_seconds = args.batch_seconds or (0.1 if args.quick else 0.4)
+    return args
+
+
+@contextlib.contextmanager
+def server_url() -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    try:
+        from devtools.embedded_db import database_url
+    except ImportError:
+        sys.exit("Set DATABASE_URL (or run from the repository root for the embedded server).")
+    with database_url() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def bench_database(url: str) -> Iterator[None]:
+    """Create the benchmark database on the server of *url*; drop it afterwards."""
+    import psycopg
+
+    name = bench_settings.DATABASE_NAME
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_schema() -> None:
+    from django.db import connection
+
+    from .models import Author, Book
+    from .settings import AUTHORS, BOOKS_PER_AUTHOR
+
+    with connection.schema_editor() as editor:
+        editor.create_model(Author)
+        editor.create_model(Book)
+    authors = Author.objects.bulk_create(
+        Author(name=f"Author {a}", born=datetime.date(1900 + a, 1 + a % 12, 1 + a % 28))
+        for a in range(AUTHORS)
+    )
+    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    Book.objects.bulk_create(
+        (
+            Book(
+                author=author,
+                title=f"Book {a}-{b}",
+                pages=100 + b,
+                price=Decimal(f"{b}.{a % 100:02d}"),
+                published=start + datetime.timedelta(hours=a * BOOKS_PER_AUTHOR + b),
+            )
+            for a, author in enumerate(authors)
+            for b in range(BOOKS_PER_AUTHOR)
+        ),
+        batch_size=2000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+class Bench:
+    """The systems, the event loop the async ones run on, and the sync worker threads."""
+
+    def __init__(self) -> None:
+        from django.db import connections
+        from psycopg_pool import AsyncConnectionPool
+
+        from . import workloads as w
+
+        self.w = w
+        self.loop = asyncio.new_event_loop()
+        self.crew = w.Crew(bench_settings.POOL_SIZE)
+        self.pool = AsyncConnectionPool(
+            psycopg_conninfo(connections["default"].settings_dict),
+            min_size=bench_settings.POOL_SIZE,
+            max_size=bench_settings.POOL_SIZE,
+            open=False,
+        )
+        self.loop.run_until_complete(self.pool.open(wait=True))
+        self.systems = {
+            s.name: s
+            for s in (w.VinylAsync(), w.VinylSync(), w.DjangoSync(), w.DjangoAsync(),
+                      w.PsycopgAsync(self.pool))
+        }  # fmt: skip
+        self.counter = 0
+
+    def close(self) -> None:
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        import vinyl
+
+        self.crew.close()
+        self.loop.run_until_complete(vinyl.close_pools())
+        self.loop.run_until_complete(self.pool.close())
+        # The thread Django's a-methods run in keeps its own connection.
+        self.loop.run_until_complete(sync_to_async(connections.close_all)())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+        connections.close_all()
+
+    def run(self, system: str, workload: str, n: int) -> float:
+        """Run *n* operations; return the seconds they took."""
+        impl = self.systems[system]
+        start = self.counter
+        self.counter += n * (bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1)
+        gc.collect()
+        if impl.is_async:
+
+            async def timed() -> float:
+                t0 = time.perf_counter()
+                await self.w.async_batch(impl, workload, start, n)
+                return time.perf_counter() - t0
+
+            return self.loop.run_until_complete(timed())
+        t0 = time.perf_counter()
+        self.w.sync_batch(impl, workload, start, n, self.crew)
+        return time.perf_counter() - t0
+
+    def one(self, system: str, workload: str, i: int) -> Any:
+        impl = self.systems[system]
+        op = getattr(impl, "request" if workload == "concurrent" else workload)
+        if impl.is_async:
+            return self.loop.run_until_complete(op(i))
+        return op(i)
+
+    def check(self, workloads: list[str]) -> None:
+        """Every system returns the same data for the same operation."""
+        for workload in workloads:
+            kind = "request" if workload == "concurrent" else workload
+            answers = {s: self.w.summary(kind, self.one(s, workload, 12345)) for s in SYSTEMS}
+            first = answers[SYSTEMS[0]]
+            if any(answer != first for answer in answers.values()):
+                raise AssertionError(f"systems disagree on {workload}: {answers}")
+
+    def calibrate(self, system: str, workload: str, seconds: float) -> int:
+        """Warm up; return the number of operations that takes about *seconds*."""
+        n, elapsed = 1, 0.0
+        while True:
+            elapsed = self.run(system, workload, n)
+            if elapsed >= seconds / 4:
+                break
+            n *= 2
+        return max(1, round(n * seconds / elapsed))
+
+
+def psycopg_conninfo(settings_dict: dict[str, Any]) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    parts = {
+        "dbname": settings_dict["NAME"],
+        "user": settings_dict["USER"],
+        "password": settings_dict["PASSWORD"],
+        "host": settings_dict["HOST"],
+        "port": settings_dict["PORT"],
+    }
+    return make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
+def measure(bench: Bench, workloads: list[str], args: argparse.Namespace) -> dict:
+    sizes = {}
+    for workload in workloads:
+        for system in SYSTEMS:
+            sizes[workload, system] = bench.calibrate(system, workload, args.batch_seconds)
+    rates: dict[tuple[str, str], list[float]] = {key: [] for key in sizes}
+    for r in range(args.rounds):
+        order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
+        for workload in workloads:
+            for system in order:
+                n = sizes[workload, system]
+                elapsed = bench.run(system, workload, n)
+                per_op = bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1
+                rates[workload, system].append(n * per_op / elapsed)
+        print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return {key: statistics.median(values) for key, values in rates.items()} | {
+        ("spread", *key): (max(values) - min(values)) / statistics.median(values)
+        for key, values in rates.items()
+    }
+
+
+def report(results: dict, workloads: list[str], args: argparse.Namespace) -> str:
+    import django
+    import psycopg
+
+    labels = dict(WORKLOADS)
+    width = max(len(labels[w]) for w in workloads) + 2
+    lines = [
+        f"ops/s, median of {args.rounds} interleaved rounds (Python {platform.python_version()}, "
+        f"Django {django.get_version()}, psycopg {psycopg.__version__}, "
+        f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE})",
+        "",
+        "".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS),
+    ]
+    for w in workloads:
+        lines.append(labels[w].ljust(width) + "".join(f"{results[w, s]:>15,.0f}" for s in SYSTEMS))
+    spread = max(results["spread", w, s] for w in workloads for s in SYSTEMS)
+    lines += [f"(largest spread of a cell's rounds, (max - min) / median: {spread:.0%})", ""]
+
+    columns = [
+        ("vinyl async", "django sync"),
+        ("vinyl async", "django async"),
+        ("vinyl async", "psycopg async"),
+        ("vinyl sync", "django sync"),
+        ("django sync", "psycopg async"),
+        ("django async", "psycopg async"),
+    ]
+    heads = [f"{a.replace('vinyl ', 'v.').replace('django ', 'dj.')}/"
+             f"{b.replace('django ', 'dj.').replace('psycopg async', 'psycopg')}"
+             for a, b in columns]  # fmt: skip
+    lines.append("ratios".ljust(width) + "".join(f"{h:>17}" for h in heads))
+    for w in workloads:
+        cells = []
+        for a, b in columns:
+            ratio = results[w, a] / results[w, b]
+            mark = ""
+            if a == "vinyl async":
+                target = TARGETS[b][1 if w == "concurrent" else 0]
+                if target is not None:
+                    mark = " ok" if ratio >= target else " !!"
+            cells.append(f"{ratio:.2f}x{mark:3}".rjust(17))
+        lines.append(labels[w].ljust(width) + "".join(cells))
+    lines += [
+        "",
+        "Targets for vinyl async: >= 0.8x Django sync and >= 1.3x Django's a-methods per query; "
+        ">= 8x Django's a-methods and >= 0.85x psycopg on concurrent I/O (ok = met, !! = missed).",
+        "Concurrent I/O: each request is a get by pk with a 5 ms pg_sleep; async systems run "
+        f"{bench_settings.POOL_SIZE} at a time on their pool, sync systems in "
+        f"{bench_settings.POOL_SIZE} threads.",
+    ]
+    return "\n".join(lines)
+
+
+def profile(bench: Bench, workload: str, seconds: float = 3.0) -> None:
+    n = bench.calibrate("vinyl async", workload, seconds)
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        bench.run("vinyl async", workload, n)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        return
+    profiler = Profiler(interval=0.0002, async_mode="disabled")
+    profiler.start()
+    bench.run("vinyl async", workload, n)
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    keys = [key for key, _ in WORKLOADS]
+    workloads = args.only or keys
+    for workload in [*workloads, *([args.profile] if args.profile else [])]:
+        if workload not in keys:
+            sys.exit(f"Unknown workload {workload!r}; choose from {', '.join(keys)}.")
+    began = time.perf_counter()
+    with server_url() as url, bench_database(url):
+        bench_settings.configure(url)
+        create_schema()
+        bench = Bench()
+        try:
+            bench.check(workloads)
+            if args.profile:
+                profile(bench, args.profile)
+                return 0
+            print(
+                f"Measuring {len(workloads)} workloads x {len(SYSTEMS)} systems, "
+                f"{args.rounds} rounds ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            results = measure(bench, workloads, args)
+        finally:
+            bench.close()
+    print(report(results, workloads, args))
+    print(f"({time.perf_counter() - began:.0f} s)")
+    return 0

@@ -1,0 +1,56 @@
+"""The benchmark's parameters and Django settings (one PostgreSQL database, the ``bench`` app)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+DATABASE_NAME = "vinyl_bench"
+POOL_SIZE = 10
+AUTHORS = 100
+BOOKS_PER_AUTHOR = 100
+BOOKS = AUTHORS * BOOKS_PER_AUTHOR
+CONCURRENT_TASKS = 50
+NAP_SECONDS = 0.005
+
+#: (key, label) of each workload, in the order of the table.
+WORKLOADS = [
+    ("get", "get by pk"),
+    ("filter", "filter -> 100 objects"),
+    ("values", "values_list -> 100 rows"),
+    ("join", "select_related, 50 rows"),
+    ("count", "count + aggregate"),
+    ("concurrent", f"concurrent I/O, {CONCURRENT_TASKS} tasks (req/s)"),
+]
+
+
+def database(url: str, name: str = DATABASE_NAME) -> dict[str, Any]:
+    """Django's DATABASES entry for database *name* on the server of *url*."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        # vinyl's async pool: the same size as the raw psycopg pool it is compared with.
+        "VINYL": {"min_size": POOL_SIZE, "max_size": POOL_SIZE, "timeout": 30},
+    }
+
+
+def configure(url: str) -> None:
+    """Configure Django for the benchmark database on the server of *url* and set it up."""
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False,  # no query log
+        DATABASES={"default": database(url)},
+        INSTALLED_APPS=["bench"],
+        USE_TZ=True,
+        TIME_ZONE="Europe/Amsterdam",
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        SECRET_KEY="vinyl-bench",
+    )
+    django.setup()
