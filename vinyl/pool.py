@@ -116,6 +116,32 @@ class _Pools:
     def __init__(self) -> None:
         self.pools: dict[str, AsyncConnectionPool] = {}
         self.lock = asyncio.Lock()
+        self.closer: asyncio.Task[None] | None = None
+
+
+async def _close_at_shutdown(pools: _Pools) -> None:
+    """Wait until the loop shuts down (it cancels every task), then close the loop's pools.
+
+    Without this, ``asyncio.run(main())`` would hang at exit when a pool is still open: the
+    runner cancels the pool's workers, and a worker cancelled while connecting takes that for a
+    failed connection attempt and tries again.
+    """
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        while pools.pools:
+            _, pool = pools.pools.popitem()
+            # The runner has cancelled the pool's workers too, so pool.close() stops with
+            # CancelledError before closing its idle connections: close those ourselves.
+            idle = list(getattr(pool, "_pool", ()))
+            try:
+                await pool.close(timeout=1.0)
+            except asyncio.CancelledError:
+                pass
+            finally:
+                for conn in idle:
+                    if not conn.closed:
+                        await conn.close()
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = (
@@ -130,6 +156,8 @@ def _loop_pools() -> _Pools:
     if pools is None:
         with _by_loop_lock:
             pools = _by_loop.setdefault(loop, _Pools())
+    if pools.closer is None:
+        pools.closer = loop.create_task(_close_at_shutdown(pools), name="vinyl-pool-closer")
     return pools
 
 
@@ -172,10 +200,16 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         # What Django's _configure_connection does on a sync connection.
-        if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
-            await conn.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
-        if role:
-            await conn.execute(wrapper.ops.compose_sql("SET ROLE %s", [role]))
+        try:
+            if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
+                await conn.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
+            if role:
+                await conn.execute(wrapper.ops.compose_sql("SET ROLE %s", [role]))
+        except BaseException:
+            # psycopg_pool drops a connection whose configure() failed without closing it (a
+            # cancelled configure at loop shutdown, say): close it before the socket leaks.
+            await conn.close()
+            raise
 
     options = _pool_options(alias, settings_dict)
     pool = AsyncConnectionPool(
