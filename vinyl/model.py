@@ -62,11 +62,9 @@ class VinylQuerySet(QuerySet):
 
     @maybe_async
     def _vinyl_prefetch(self):
-        from django.db.models.query import prefetch_related_objects
+        from .relations import prefetch_related_objects
 
-        yield call_with_io(
-            lambda: prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
-        )
+        yield prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
         self._prefetch_done = True
 
     def _fetch_all(self):
@@ -208,6 +206,28 @@ class VinylQuerySet(QuerySet):
     def explain(self, *, format: str | None = None, **options: Any) -> Any:
         """Return the query plan as text, as ``QuerySet.explain``."""
         return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
+
+    def iterator(self, chunk_size: int | None = None) -> Any:
+        """Stream the results through a server-side cursor, as ``QuerySet.iterator``.
+
+        Sync mode returns a generator; async mode an async iterator (``async for``), which also
+        works as ``async with`` and has ``aclose()`` (see vinyl.streaming). With
+        prefetch_related, *chunk_size* is required and each chunk is prefetched, as in Django.
+        """
+        from django.db import connections
+
+        from .streaming import stream
+
+        if chunk_size is None:
+            if self._prefetch_related_lookups:
+                raise ValueError(
+                    "chunk_size must be provided when using QuerySet.iterator() after "
+                    "prefetch_related()."
+                )
+        elif chunk_size <= 0:
+            raise ValueError("Chunk size must be strictly positive.")
+        server_side = not connections[self.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+        return stream(self._chain(), chunk_size, server_side)
 
     def raw(
         self,

@@ -1,0 +1,246 @@
+"""Streaming: ``VinylQuerySet.iterator(chunk_size)`` over a server-side cursor, in both modes.
+
+One stream is a :class:`_Stream`, whose steps (open the cursor, fetch the next chunk and build its
+objects, close) are written once as ``@maybe_async`` generators. Two thin loops drive them: a
+generator in sync mode and an async generator in async mode (wrapped in :class:`AsyncStream`, which
+adds ``async with`` and ``aclose()``).
+
+Where the rows come from:
+
+* sync mode: Django's own ``connection.chunked_cursor()`` (a named cursor, ``WITH HOLD`` outside
+  a transaction, as ``QuerySet.iterator()``);
+* async mode inside ``atomic()``: a named cursor on the block's connection, which is entered for
+  each statement only, so the loop's body can use the transaction meanwhile;
+* async mode otherwise: a connection checked out of the pool for the whole stream, in a
+  transaction of its own (``BEGIN``, ``DECLARE``, ``FETCH`` …, ``COMMIT``). It goes back to the
+  pool when the loop ends, breaks (``aclose()``, ``async with`` or the async generator's
+  finalisation) or is cancelled; on an error or a cancellation the pool rolls it back.
+
+Each chunk becomes objects through Django's iterable classes (``ModelIterable`` & co., given the
+rows as the compiler's result), and a queryset with ``prefetch_related`` prefetches per chunk, as
+Django's ``iterator(chunk_size)`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db.models.sql.constants import NO_RESULTS
+from django.db.transaction import TransactionManagementError
+
+from .connection import AsyncHandle, _log, acquire, prepare, run_on
+from .flags import is_async
+from .futures import maybe_async
+from .pool import begin_statement, guard, shielded
+from .relations import prefetch_related_objects
+
+__all__ = ["AsyncStream", "stream"]
+
+DEFAULT_CHUNK_SIZE = 2000  # Django's iterator() default
+
+
+class _Stream:
+    """The state of one server-side cursor, and the steps that move it (mode-agnostic)."""
+
+    def __init__(self, queryset: Any, chunk_size: int, server_side: bool) -> None:
+        self.queryset = queryset
+        self.alias = queryset.db
+        self.chunk_size = chunk_size
+        self.server_side = server_side
+        self.prefetch = queryset._prefetch_related_lookups
+        self.compiler: Any = None
+        self.handle: Any = None  # held for the whole stream unless pinned (or sync)
+        self.cursor: Any = None
+        self.pin: Any = None
+        self.pinned = False
+        self.own_transaction = False
+        self.finished = False
+
+    @maybe_async
+    def open(self):
+        """Compile the query and declare its cursor."""
+        yield prepare(self.alias)
+        compiler = self.queryset.query.get_compiler(using=self.alias)
+        try:
+            sql, params = compiler.as_sql()
+            if not sql:
+                raise EmptyResultSet
+        except EmptyResultSet:
+            self.finished = True
+            return
+        self.compiler = compiler
+        handle = yield acquire(self.alias)
+        self.pin = getattr(handle, "pin", None)
+        self.pinned = self.pin is not None
+        self.handle = handle
+        try:
+            if self.server_side:
+                if is_async() and not self.pinned:
+                    # A cursor without hold lives in a transaction: the stream's own.
+                    yield run_on(handle, begin_statement(self.alias), None, NO_RESULTS)
+                    self.own_transaction = True
+                cursor = handle.chunked_cursor()
+            else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
+                cursor = handle.cursor()
+            self.cursor = cursor
+            _log(sql, params)
+            with handle.errors:
+                yield guard(cursor.execute(sql, params))
+        finally:
+            if self.pinned:
+                self.handle = None
+                yield handle.release()
+
+    @maybe_async
+    def next_chunk(self):
+        """Fetch up to chunk_size rows and return their objects ([] once the cursor is done)."""
+        if self.finished:
+            return []
+        handle = self.handle
+        if self.pinned:
+            # The block's connection, for this FETCH only (it raises if the block has ended).
+            yield self.pin.enter()
+            handle = AsyncHandle(self.alias, self.pin.conn, None, self.pin)
+        try:
+            with handle.errors:
+                rows = yield guard(self.cursor.fetchmany(self.chunk_size))
+        except Exception:
+            raise  # a database error: the transaction's owner handles it, as Django does
+        except BaseException:
+            if self.pinned:
+                handle.failed()  # cut off mid-FETCH (cancelled): the block must not commit
+            raise
+        finally:
+            if self.pinned:
+                yield handle.release()
+        if not rows:
+            self.finished = True
+            return []
+        compiler = self.compiler
+        if compiler.has_extra_select:
+            rows = [row[: compiler.col_count] for row in rows]
+        objs = self.queryset._objects_from(compiler, [rows])  # Django's iterable classes
+        if self.prefetch:
+            yield prefetch_related_objects(objs, *self.prefetch)
+        return objs
+
+    @maybe_async
+    def close(self, failed: bool):
+        """Release the cursor and the connection (clean, or left to the pool to roll back)."""
+        cursor, handle = self.cursor, self.handle
+        self.cursor = self.handle = None
+        self.finished = True
+        try:
+            if cursor is None:
+                return
+            if self.own_transaction and not failed:
+                # COMMIT ends the cursor too; closing it afterwards costs no round trip.
+                yield run_on(handle, "COMMIT", None, NO_RESULTS)
+            if self.pinned:
+                yield self._close_pinned(cursor)
+            else:
+                # After a failure psycopg sends nothing unless the transaction is still usable.
+                yield cursor.close()
+        finally:
+            if handle is not None and not self.pinned:
+                yield handle.release()  # the pool rolls back a connection left in a transaction
+
+
+    @maybe_async
+    def _close_pinned(self, cursor: Any):
+        pin = self.pin
+        if not pin.closed:
+            try:
+                yield pin.enter(check=False)
+            except TransactionManagementError:
+                pass  # the block ended while this task waited
+            else:
+                try:
+                    yield cursor.close()
+                    return
+                finally:
+                    pin.leave()
+        # The block has ended, and its cursor with it; the connection may serve someone else by
+        # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
+        cursor._close()
+
+
+def _iterate_sync(state: _Stream) -> Iterator[Any]:
+    failed = True
+    try:
+        state.open()
+        while objs := state.next_chunk():
+            yield from objs
+        failed = False
+    except GeneratorExit:  # the loop broke off: a clean end
+        failed = False
+        raise
+    finally:
+        state.close(failed)
+
+
+async def _iterate_async(state: _Stream) -> Any:
+    failed = True
+    try:
+        await state.open()
+        while objs := await state.next_chunk():
+            for obj in objs:
+                yield obj
+        failed = False
+    except GeneratorExit:  # aclose(): the loop broke off, a clean end
+        failed = False
+        raise
+    finally:
+        await shielded(_await(state.close(failed)))
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+class AsyncStream:
+    """The async iterator ``iterator()`` returns in async mode.
+
+    ``async for obj in qs.iterator(chunk_size=500)``. After a ``break``, the connection goes back
+    to the pool when the async generator is finalised (on the loop, soon after); to release it at
+    once, use ``async with qs.iterator() as stream: async for obj in stream: ...`` or call
+    ``await stream.aclose()``.
+    """
+
+    __slots__ = ("_agen",)
+
+    def __init__(self, state: _Stream) -> None:
+        self._agen = _iterate_async(state)
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its cursor and connection."""
+        await self._agen.aclose()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._agen.aclose()
+
+    def __iter__(self) -> Any:
+        raise TypeError(
+            "In async mode iterator() returns an async iterator: use `async for obj in "
+            "qs.iterator()`, or run this code in sync mode."
+        )
+
+
+def stream(queryset: Any, chunk_size: int | None, server_side: bool) -> Any:
+    """Return ``queryset.iterator(chunk_size)`` for the current mode (see the module docstring)."""
+    state = _Stream(queryset, chunk_size or DEFAULT_CHUNK_SIZE, server_side)
+    if is_async():
+        return AsyncStream(state)
+    return _iterate_sync(state)
+
