@@ -130,6 +130,32 @@ CASES = {
         lambda m, src: m.prefetch_related("notes").order_by("pk"),
         lambda objs: [(s.name, sorted(n.text for n in s.notes.all())) for s in objs],
     ),
+    # A replayed prefetch must ask the same queries on every pass, although an earlier pass
+    # cached some relations already (here: the author of each book, then the author's books).
+    "two_lookups_sharing_a_path": (
+        Book,
+        lambda m, src: m.prefetch_related("tags", "author__books").order_by("pk"),
+        lambda objs: [
+            (b.title, sorted(t.name for t in b.tags.all()), titles(b.author.books.all()))
+            for b in objs
+        ],
+    ),
+    "select_related_then_prefetch_deeper": (
+        Book,
+        lambda m, src: m.select_related("author")
+        .prefetch_related("author__books__tags", "editor__edited")
+        .order_by("pk"),
+        lambda objs: [
+            (
+                b.title,
+                b.author.name,
+                sorted((x.title, sorted(t.name for t in x.tags.all()))
+                       for x in b.author.books.all()),
+                b.editor and titles(b.editor.edited.all()),
+            )
+            for b in objs
+        ],
+    ),
     "values_no_prefetch_effect": (
         Author,
         lambda m, src: m.order_by("pk").values_list("name", flat=True),
