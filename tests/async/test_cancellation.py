@@ -15,7 +15,7 @@ from django.db.transaction import TransactionManagementError
 
 from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
-from vinyl.connection import MULTI, NO_RESULTS, SINGLE, run
+from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
 from vinyl.pool import close_pools, get_pool
 
 pytestmark = pytest.mark.anyio
@@ -191,6 +191,16 @@ async def test_cancelled_block_rolls_back(outside, point, how):
     async with atomic():  # the pool serves a working connection
         await insert("after")
     assert outside.names() == [*committed, "after"]
+
+
+@pytest.mark.parametrize("how", HOWS)
+async def test_cancellation_during_begin(outside, how):
+    """Cancelled at its first wait, the block is in BEGIN: the connection goes back clean."""
+    await pool_settled()
+    with capture_queries() as log:
+        await _cancel_with(how, _in_query, 0)
+    assert [sql for sql, _ in log] == ["BEGIN"]
+    assert outside.names() == []
 
 
 @pytest.mark.parametrize("how", HOWS)
