@@ -93,11 +93,41 @@ class _Installed:
         self.saved.clear()
 
 
+_PG_COMPILERS = "django.db.backends.postgresql.compiler"
+
+
+class _VinylCompilers:
+    """Sync mode: Django's own connections compile with vinyl's compilers for this thread.
+
+    So the queries of a Django function (e.g. the AggregateQuery of a distinct count) run through
+    vinyl's execution path in sync mode too, on Django's connection, as they do in async mode;
+    capture_queries() sees them in both modes.
+    """
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[Any, Any]] = []
+
+    def __enter__(self) -> None:
+        from . import compiler
+
+        for alias in connections.settings:
+            ops = connections[alias].ops
+            if ops.compiler_module == _PG_COMPILERS:
+                self.saved.append((ops, ops._cache))  # the module ops.compiler() imported
+                ops._cache = compiler
+
+    def __exit__(self, *exc: object) -> None:
+        for ops, previous in reversed(self.saved):
+            ops._cache = previous
+        self.saved.clear()
+
+
 @maybe_async
 def call_with_io(func: Callable[[], Any]):
     """Return ``func()``; in async mode, replay it until every query it makes is answered."""
     if not is_async():
-        return func()
+        with _VinylCompilers():
+            return func()
     tape: dict[Any, Any] = {}
     while True:
         token = _tape.set(tape)

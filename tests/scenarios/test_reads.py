@@ -184,3 +184,20 @@ def test_repr(seeded, vinyl_mode):
         assert repr(qs) == "<VinylQuerySet of Book: not evaluated, await it>"
     yield qs
     assert repr(qs) == "<VinylQuerySet [<Book: Book object (5)>, <Book: Book object (6)>]>"
+
+
+@both_modes
+def test_every_statement_runs_through_vinyl(seeded):
+    """Queries Django builds inside count()/aggregate() (AggregateQuery) are vinyl's too."""
+    with capture_queries() as queries:
+        yield Book.vinyl.count()
+        yield Book.vinyl.filter(tags__name="python").distinct().count()
+        yield Book.vinyl.aggregate(Sum("pages"))
+        yield Book.vinyl.order_by("-pages")[:3].aggregate(total=Sum("pages"))
+        yield Author.vinyl.annotate(n=Count("books")).aggregate(Sum("n"))
+        yield Book.vinyl.in_bulk([1])
+        yield Book.vinyl.explain()
+        yield Book.vinyl.contains(Book(pk=1))
+    assert len(queries) == 8
+    assert [sql.split()[0] for sql, _ in queries].count("EXPLAIN") == 1
+    assert sum("FROM (SELECT" in sql for sql, _ in queries) == 3
