@@ -93,7 +93,7 @@ def _lazy_io_refused() -> bool:
     return is_async() and _tape.get() is None
 
 
-def _relation_error(model: type, name: str, instance: Any) -> RelationNotLoaded:
+def _relation_error(model: type, name: str) -> RelationNotLoaded:
     var = model._meta.model_name
     return RelationNotLoaded(
         f"{model.__name__}.{name} is not loaded, and async mode cannot fetch it implicitly "
@@ -106,10 +106,11 @@ def _relation_error(model: type, name: str, instance: Any) -> RelationNotLoaded:
 class _GuardedForward:
     # Django calls get_queryset(instance=...) right before its lazy query (Django 5.2 and 6.1,
     # every fetch mode), and nowhere else outside prefetching, which vinyl replays.
-    def get_queryset(self, *, instance: Any) -> Any:
+    # (Django 5.2 takes **hints, 6.1 a keyword-only instance: accept both.)
+    def get_queryset(self, **hints: Any) -> Any:
         if _lazy_io_refused():
-            raise _relation_error(type(instance), self.field.name, instance)
-        return super().get_queryset(instance=instance)
+            raise _relation_error(self.field.model, self.field.name)
+        return super().get_queryset(**hints)
 
 
 class VinylForwardManyToOneDescriptor(_GuardedForward, ForwardManyToOneDescriptor):
@@ -123,10 +124,10 @@ class VinylForwardOneToOneDescriptor(_GuardedForward, ForwardOneToOneDescriptor)
 class VinylReverseOneToOneDescriptor(ReverseOneToOneDescriptor):
     """Django's reverse one-to-one accessor that refuses to query in async mode."""
 
-    def get_queryset(self, *, instance: Any) -> Any:
+    def get_queryset(self, **hints: Any) -> Any:
         if _lazy_io_refused():
-            raise _relation_error(type(instance), self.related.get_accessor_name(), instance)
-        return super().get_queryset(instance=instance)
+            raise _relation_error(self.related.model, self.related.get_accessor_name())
+        return super().get_queryset(**hints)
 
 
 class _GuardedDeferred:
@@ -176,12 +177,12 @@ else:
 
         def fetch_one(self, instance: Any) -> None:
             if _lazy_io_refused():
-                raise _relation_error(type(instance), self.field.name, instance)
+                raise _relation_error(type(instance), self.field.name)
             super().fetch_one(instance)
 
         def fetch_many(self, instances: Any) -> None:
             if _lazy_io_refused():
-                raise _relation_error(type(instances[0]), self.field.name, instances[0])
+                raise _relation_error(type(instances[0]), self.field.name)
             super().fetch_many(instances)
 
     _GUARDED[GenericForeignKeyDescriptor] = VinylGenericForeignKeyDescriptor

@@ -225,35 +225,43 @@ def test_iterator_inside_atomic_rolled_back_with_the_block(library, vinyl_mode):
     assert sorted(titles) == [f"T{i}" for i in range(7)]
 
 
-ROWS = 200_000
-
-
-@pytest.fixture
-def big_table(db):
+def fill(rows):
     author = Author.objects.create(name="Many")
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO testapp_book (author_id, title, pages, price) "
             "SELECT %s, 'a fairly long book title number ' || g, g, 0 "
             "FROM generate_series(1, %s) g",
-            [author.pk, ROWS],
+            [author.pk, rows],
         )
         cursor.execute("ANALYZE testapp_book")
-    return ROWS
+    return rows
 
 
-@both_modes
-def test_streaming_memory_stays_flat(big_table, vinyl_mode):
+@pytest.fixture
+def big_table(db):
+    return fill(200_000)
+
+
+@pytest.fixture
+def huge_table(db):
+    return fill(1_000_000)
+
+
+def stream_and_measure(rows, vinyl_mode):
+    """Stream every Book; return (count, sum of pages, tracemalloc peak in bytes)."""
     tracemalloc.start()
     try:
         count = pages = 0
         stream = Book.vinyl.order_by("pk").iterator(chunk_size=1000)
         if vinyl_mode == "async":
+
             async def run():
                 nonlocal count, pages
                 async for book in stream:
                     count += 1
                     pages += book.pages
+
             yield run()
         else:
             for book in stream:
@@ -262,6 +270,42 @@ def test_streaming_memory_stays_flat(big_table, vinyl_mode):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert count == big_table and pages == big_table * (big_table + 1) // 2
-    # 200,000 Book instances take well over 100 MB; one chunk of 1,000 a few hundred KB.
+    assert count == rows and pages == rows * (rows + 1) // 2
+    return peak
+
+
+@both_modes
+def test_streaming_memory_stays_flat(big_table, vinyl_mode):
+    peak = yield from stream_and_measure(big_table, vinyl_mode)
+    # 200,000 Book instances take over 100 MB; a chunk of 1,000 well under 2 MB.
     assert peak < 8 * 1024 * 1024, peak
+
+
+@pytest.mark.stress
+@both_modes
+def test_streaming_memory_stays_flat_for_a_million_rows(huge_table, vinyl_mode):
+    peak = yield from stream_and_measure(huge_table, vinyl_mode)
+    assert peak < 8 * 1024 * 1024, peak
+
+
+@pytest.fixture
+def client_side_cursors(library):
+    settings = connection.settings_dict
+    settings["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        yield
+    finally:
+        del settings["DISABLE_SERVER_SIDE_CURSORS"]
+
+
+@both_modes
+def test_iterator_with_server_side_cursors_disabled(client_side_cursors, vinyl_mode):
+    # PgBouncer in transaction mode: no DECLARE, no transaction of the stream's own.
+    with capture_queries() as log:
+        found = yield _collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
+    assert [b.title for b in found] == [f"T{i}" for i in range(7)]
+    assert [sql for sql, _ in log if not sql.startswith("SELECT")] == []
+    found = yield _collect(
+        Book.vinyl.prefetch_related("tags").order_by("pk").iterator(chunk_size=3), vinyl_mode
+    )
+    assert len(found) == 7
