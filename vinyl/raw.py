@@ -14,13 +14,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.db import connections
-from django.db.models.query import RawQuerySet, prefetch_related_objects
+from django.db.models.query import RawQuerySet
 from django.db.models.sql.query import RawQuery
 
 from .connection import DESCRIBED, run
 from .flags import is_async
 from .futures import maybe_async
-from .replay import call_with_io
 
 __all__ = ["VinylRawQuerySet"]
 
@@ -126,9 +125,9 @@ class VinylRawQuerySet(RawQuerySet):
             self.query.cursor = cursor
             self._result_cache = list(self.iterator())
         if self._prefetch_related_lookups and not self._prefetch_done:
-            yield call_with_io(
-                lambda: prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
-            )
+            from .relations import prefetch_related_objects  # replay-safe, in the current mode
+
+            yield prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
             self._prefetch_done = True
         return self._result_cache
 
