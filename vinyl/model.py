@@ -229,6 +229,14 @@ class VinylQuerySet(QuerySet):
         server_side = not connections[self.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
         return stream(self._chain(), chunk_size, server_side)
 
+    def aiterator(self, chunk_size: int = 2000) -> Any:
+        """Return ``iterator(chunk_size)`` run in async mode: an async iterator.
+
+        Django's ``aiterator`` but on vinyl's async connection, not the sync ORM in a thread.
+        """
+        with async_mode():
+            return self.iterator(chunk_size)
+
     def raw(
         self,
         raw_query: str,

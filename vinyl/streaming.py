@@ -24,6 +24,7 @@ Django's ``iterator(chunk_size)`` does.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
@@ -31,7 +32,7 @@ from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
 from .connection import AsyncHandle, _log, acquire, prepare, run_on
-from .flags import is_async
+from .flags import is_async, reset_async, set_async
 from .futures import maybe_async
 from .pool import begin_statement, guard, shielded
 from .relations import prefetch_related_objects
@@ -170,22 +171,33 @@ class _Stream:
 def _iterate_sync(state: _Stream) -> Iterator[Any]:
     failed = True
     try:
-        state.open()
-        while objs := state.next_chunk():
+        with _mode(False):
+            state.open()
+        while True:
+            with _mode(False):
+                objs = state.next_chunk()
+            if not objs:
+                break
             yield from objs
         failed = False
     except GeneratorExit:  # the loop broke off: a clean end
         failed = False
         raise
     finally:
-        state.close(failed)
+        with _mode(False):
+            state.close(failed)
 
 
 async def _iterate_async(state: _Stream) -> Any:
     failed = True
     try:
-        await state.open()
-        while objs := await state.next_chunk():
+        with _mode(True):
+            await state.open()
+        while True:
+            with _mode(True):
+                objs = await state.next_chunk()
+            if not objs:
+                break
             for obj in objs:
                 yield obj
         failed = False
@@ -193,7 +205,20 @@ async def _iterate_async(state: _Stream) -> Any:
         failed = False
         raise
     finally:
-        await shielded(_await(state.close(failed)))
+        with _mode(True):
+            await shielded(_await(state.close(failed)))
+
+
+@contextmanager
+def _mode(value: bool) -> Iterator[None]:
+    # The stream keeps the mode it was created in, whoever resumes it (an asyncgen finaliser,
+    # code under another mode). Set and reset between two yields of the loop, never across one,
+    # so the flag never leaks into the consumer's context.
+    token = set_async(value)
+    try:
+        yield
+    finally:
+        reset_async(token)
 
 
 async def _await(value: Any) -> Any:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from tests.testapp.models import Author, Book
-from vinyl import atomic
+from vinyl import atomic, is_async, sync_mode
 from vinyl.pool import close_pools, get_pool
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +183,21 @@ async def test_sync_iteration_of_an_async_stream_is_refused(pool):
 
 def test_django_connection_untouched_by_async_streams(books):
     assert connection.connection is None or not connection.in_atomic_block
+
+
+async def test_aiterator_is_native(pool):
+    with sync_mode():  # whatever the mode, aiterator() streams asynchronously
+        stream = Book.vinyl.order_by("pk").aiterator(chunk_size=9)
+    assert [b.pages async for b in stream] == list(range(ROWS))
+    await settled(pool)
+
+
+async def test_a_stream_keeps_the_mode_it_was_created_in(pool):
+    stream = Book.vinyl.order_by("pk").iterator(chunk_size=3)
+    with sync_mode():  # resumed under another mode: still async I/O, no flag leaked
+        assert (await stream.__anext__()).pages == 0
+        assert not is_async()
+    assert is_async()
+    with sync_mode():
+        await stream.aclose()
+    await settled(pool)
