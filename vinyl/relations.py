@@ -11,6 +11,9 @@
 * anything else Django can resolve through a descriptor (a ``GenericForeignKey``) is read by
   running Django's descriptor through :func:`vinyl.replay.call_with_io`.
 
+:func:`prefetch_related_objects` is Django's, run in the current mode (VinylQuerySet uses it for
+``prefetch_related``, per chunk when streaming).
+
 For VinylModel subclasses, Django's relation and deferred-field descriptors are replaced by
 subclasses that refuse to query in async mode (:class:`RelationNotLoaded`,
 :class:`DeferredFieldNotLoaded`): a lazy load there would block the event loop. Sync mode keeps

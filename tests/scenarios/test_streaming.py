@@ -96,6 +96,11 @@ def test_iterator_fetches_in_chunks_with_a_server_side_cursor(library, vinyl_mod
     assert sum(sql.startswith("SELECT") for sql in statements) == 1
     if vinyl_mode == "async":  # its own transaction around the cursor
         assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
+    else:  # Django's chunked cursor: a named cursor, held past the autocommit transaction
+        with CaptureQueriesContext(connection) as ctx:
+            yield _collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
+        (query,) = ctx.captured_queries
+        assert query["sql"].startswith("DECLARE") and "WITH HOLD" in query["sql"]
 
 
 @both_modes
