@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db import models
+from django.db import connection, connections, models
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange, NumericRange
 from django.db.models.query import QuerySet
 
@@ -39,6 +40,22 @@ def django_manager(model: type[models.Model]) -> Any:
 
 def vinyl_manager(model: type[models.Model]) -> Any:
     return model.vinyl
+
+
+def seeded_database() -> Iterator[None]:
+    """Body of a module-scoped fixture: empty the test tables, seed once, for read-only tests."""
+    from django.apps import apps
+
+    app = apps.get_app_config("testapp")
+    tables = [m._meta.db_table for m in app.get_models()]
+    tables += [f.m2m_db_table() for m in app.get_models() for f in m._meta.local_many_to_many]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
+        )
+    seed()
+    yield
+    connections.close_all()  # every alias: the test database is dropped at exit
 
 
 def seed() -> None:

@@ -14,7 +14,6 @@ import operator
 from decimal import Decimal
 
 import pytest
-from django.db import connections
 from django.db.models import (
     Avg,
     Case,
@@ -57,7 +56,7 @@ from django.db.models.query import QuerySet, RawQuerySet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.scenarios.differential import django_manager, norm, seed, vinyl_manager
+from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
 from tests.testapp.models import (
     AllFields,
     Article,
@@ -406,11 +405,10 @@ TERMINALS = {
 }
 
 
-@pytest.fixture
-def seeded(db):
-    seed()
-    yield
-    connections.close_all()  # the "serializable" alias too: the test database is dropped at exit
+@pytest.fixture(scope="module")
+def seeded(django_db_setup):
+    """The tests of this module only read: seed once."""
+    yield from seeded_database()
 
 
 def evaluate_django(build):

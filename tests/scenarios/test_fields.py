@@ -16,7 +16,7 @@ import pytest
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange, NumericRange
 from django.db.models import F, Max, Min, Value
 
-from tests.scenarios.differential import django_manager, norm, seed, vinyl_manager
+from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
 from tests.testapp.models import AllFields
 from vinyl.testing import both_modes
 
@@ -116,9 +116,10 @@ CASES["time-lookups"] = lambda M: M(AllFields).filter(clock__hour=23).values_lis
 )
 
 
-@pytest.fixture
-def seeded(db):
-    seed()
+@pytest.fixture(scope="module")
+def seeded(django_db_setup):
+    """The tests of this module only read: seed once."""
+    yield from seeded_database()
 
 
 @pytest.fixture

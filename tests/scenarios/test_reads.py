@@ -6,12 +6,12 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import FieldDoesNotExist, FieldError, ObjectDoesNotExist
-from django.db import ProgrammingError, connections
+from django.db import ProgrammingError
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from tests.scenarios.differential import django_manager, norm, seed, vinyl_manager
+from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
 from tests.testapp.models import Article, ArticleQuerySet, Author, Book, Tag
 from vinyl import gather
 from vinyl.connection import capture_queries
@@ -19,11 +19,10 @@ from vinyl.raw import VinylRawQuerySet
 from vinyl.testing import both_modes
 
 
-@pytest.fixture
-def seeded(db):
-    seed()
-    yield
-    connections.close_all()
+@pytest.fixture(scope="module")
+def seeded(django_db_setup):
+    """The tests of this module only read: seed once."""
+    yield from seeded_database()
 
 
 @both_modes
