@@ -219,10 +219,16 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
         name=f"vinyl-{alias}",
         **options,
     )
-    await pool.open()
-    if "pg_version" not in wrapper.__dict__:
-        async with pool.connection() as conn:
-            wrapper.__dict__["pg_version"] = conn.info.server_version
+    try:
+        await pool.open()
+        if "pg_version" not in wrapper.__dict__:
+            async with pool.connection() as conn:
+                wrapper.__dict__["pg_version"] = conn.info.server_version
+    except BaseException:
+        # The creating task was cancelled (or the server is unreachable): nobody will ever see
+        # this pool, so close it, or the connections it opened meanwhile leak.
+        await shielded(pool.close())
+        raise
     return pool
 
 

@@ -16,7 +16,7 @@ from django.db.transaction import TransactionManagementError
 from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
-from vinyl.pool import close_pools, get_pool
+from vinyl.pool import close_pools, get_pool, sql_connection
 
 pytestmark = pytest.mark.anyio
 
@@ -227,6 +227,17 @@ async def test_cancellation_while_waiting_for_a_pooled_connection(outside, how):
     finally:
         for conn in held:
             await pool.putconn(conn)
+    assert outside.names() == []
+
+
+@pytest.mark.parametrize("how", HOWS)
+async def test_cancelled_while_the_pool_opens(outside, how):
+    """The first query of a process opens the pool and waits for a connection to learn the
+    server version; cancelled there, the pool must be closed, not dropped with its connections
+    (the outside fixture checks that no session is left)."""
+    await close_pools()
+    sql_connection("default").__dict__.pop("pg_version", None)
+    await _cancel_with(how, _in_query, 0)
     assert outside.names() == []
 
 
