@@ -181,6 +181,17 @@ QUERYSETS = {
     "in_subquery": lambda M: M(Book)
     .filter(author__in=M(Author).filter(born__year=1970))
     .order_by("pk"),
+    # querysets of both kinds inside one another
+    "mixed_django_inner": lambda M: M(Author)
+    .filter(pk__in=Book.objects.filter(pages__gt=300).values("author"))
+    .order_by("pk"),
+    "mixed_vinyl_inner": lambda M: M(Author)
+    .annotate(n=Subquery(Book.vinyl.filter(author=OuterRef("pk")).values("pages")[:1]))
+    .order_by("pk"),
+    "mixed_union": lambda M: M(Book)
+    .filter(pk=1)
+    .union(Book.objects.filter(pk=2), Book.vinyl.filter(pk=3))
+    .order_by("-pk"),
     # distinct
     "distinct_values": lambda M: M(Book).values("author").distinct().order_by("author"),
     "distinct_on": lambda M: M(Book).order_by("author", "-pages").distinct("author"),
@@ -311,6 +322,12 @@ QUERYSETS = {
         "SELECT * FROM testapp_restaurant r JOIN testapp_place p ON p.id = r.place_ptr_id "
         "ORDER BY p.id"
     ),
+    "raw_percent_escaped": lambda M: M(Book).raw(
+        "SELECT * FROM testapp_book WHERE title LIKE 'Z%%' AND pages > %s ORDER BY id", [20]
+    ),
+    "raw_no_params": lambda M: M(Book).raw(
+        "SELECT * FROM testapp_book WHERE title LIKE 'P%' ORDER BY id", params=None
+    ),
     "raw_prefetch": lambda M: M(Book)
     .raw("SELECT * FROM testapp_book ORDER BY id DESC")
     .prefetch_related("tags", "author__books", "chapters"),
@@ -348,6 +365,7 @@ TERMINALS = {
     .annotate(n=Count("pk"))
     .order_by()
     .last(),
+    "get_select_for_update_outside_transaction": lambda M: M(Book).select_for_update().get(pk=1),
     "first_unordered": lambda M: M(Book).first(),
     "first_ordered": lambda M: M(Book).order_by("-pages", "pk").first(),
     "first_empty": lambda M: M(Book).filter(pk=999).first(),
