@@ -117,6 +117,42 @@ def test_maybe_async_return_values(vinyl_mode):
     assert (yield no_yield_at_all()) == "done"
 
 
+class Lazy:
+    """An awaitable with a sync resolution, as a queryset is."""
+
+    def __await__(self):
+        return "rows"
+        yield  # pragma: no cover - makes it a generator
+
+    def __vinyl_resolve__(self):
+        return "rows"
+
+
+@both_modes
+def test_a_returned_awaitable_is_waited_for(vinyl_mode):
+    @maybe_async
+    def forgot_the_yield():
+        yield value(0)
+        return add(1, 2)  # `return (yield add(1, 2))` was meant
+
+    @maybe_async
+    def returns_ready():
+        return ready(ready(7))
+        yield  # pragma: no cover
+
+    @maybe_async
+    def returns_lazy():
+        return Lazy()  # like `return qs`
+        yield  # pragma: no cover
+
+    with no_unawaited():
+        assert (yield forgot_the_yield()) == 3
+        assert (yield returns_ready()) == 7
+        # Sync mode's `yield` resolves what the operation returned, so async mode must too.
+        assert (yield returns_lazy()) == "rows"
+    record(vinyl_mode, "returned-awaitable", (yield forgot_the_yield()))
+
+
 @both_modes
 def test_exceptions_are_thrown_back_in_and_caught(vinyl_mode):
     @maybe_async
@@ -538,6 +574,20 @@ def test_operation_created_in_async_mode_reaching_sync_mode():
                 gather(op, pending)
         assert "await it in async code, or create it under vinyl.sync_mode()" in str(info.value)
         assert inspect.getcoroutinestate(inner) == inspect.CORO_CLOSED
+
+
+def test_coroutine_returned_in_sync_mode_is_a_clear_error_and_is_closed():
+    with no_unawaited():
+        coro = fetch_row()
+
+        @maybe_async
+        def returns_coro():
+            return coro
+            yield  # pragma: no cover
+
+        with pytest.raises(AwaitableInSyncModeError, match="fetch_row"):
+            returns_coro()
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
 
 def test_no_unawaited_detects_a_leak():

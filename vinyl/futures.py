@@ -148,7 +148,7 @@ def _drive_sync(gen: Generator[Any, Any, T]) -> T:
         try:
             value = gen.send(send) if error is None else gen.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return _flatten_sync(stop.value)
         finally:
             error = None
         if inspect.isgenerator(value):
@@ -167,7 +167,8 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
         try:
             value = gen.send(send) if error is None else gen.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result = stop.value
+            break
         finally:
             error = None
         if _isawaitable(value):
@@ -179,6 +180,9 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
             error, send = _yielded_generator(value), None
         else:
             send = value
+    while _isawaitable(result):  # as later() does; see maybe_async's docstring
+        result = await result
+    return result
 
 
 def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[..., Any]:
@@ -186,7 +190,10 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
 
     Inside the generator, ``x = yield value`` stands where async code would write
     ``x = await value``; ``value`` may be a maybe-async value or a plain one. The generator's
-    ``return`` is the result: returned at once in sync mode, by the coroutine in async mode.
+    ``return`` is the result: returned at once in sync mode, by the coroutine in async mode. A
+    result that is itself awaitable (``return qs.count()``, ``return qs``) is waited for, as
+    ``later()`` does: sync mode cannot tell ``yield op()`` from ``yield <what op returned>``, so
+    this is the one rule under which both modes give the caller the same value.
     """
     if not inspect.isgeneratorfunction(genfunc):
         raise TypeError(f"@maybe_async needs a generator function, got {genfunc!r}")
