@@ -6,6 +6,10 @@ and to whatever copies its context afterwards (asyncio tasks, ``asyncio.to_threa
 empty context, so it sees the default. Unset, the mode is *auto*: async when an event loop runs in
 the current thread, sync otherwise.
 
+Prefer auto in code that may hand work to a thread: ``asyncio.to_thread`` and asgiref's
+``sync_to_async`` copy the context into their worker thread, so an explicit ``set_async(True)``
+follows the work there (where nothing awaits), while auto mode is sync in that thread.
+
 This module imports one name from asyncio, the C-level ``_get_running_loop()`` (listed in
 ``asyncio.events.__all__`` for third-party loops): auto mode needs to know whether a loop runs in
 this thread, and that accessor answers without raising. It does no I/O; the futures driver and the

@@ -35,6 +35,16 @@ async def test_tasks_spawned_after_set_async_inherit_it():
     assert is_async() is True
 
 
+async def test_worker_threads_copy_the_context():
+    def probe():
+        return _mode.get(), is_async()
+
+    # Auto mode: async here, sync in the worker thread, which runs no loop.
+    assert await asyncio.to_thread(probe) == (None, False)
+    with async_mode():  # an explicit flag follows the work into the thread
+        assert await asyncio.to_thread(probe) == (True, True)
+
+
 async def test_tasks_spawned_before_set_async_do_not_see_it():
     seen = asyncio.Event()
     go = asyncio.Event()
