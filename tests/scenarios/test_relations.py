@@ -7,6 +7,7 @@ from django.contrib.contenttypes.models import ContentType
 
 from tests.testapp.models import (
     Author,
+    AuthorProxy,
     Book,
     Note,
     Place,
@@ -221,3 +222,15 @@ def test_related_writes_are_not_delegated_to_the_unfiltered_queryset(library):
             continue  # implemented by vinyl's related writes
         with pytest.raises(AttributeError):
             getattr(ann.q.books, name)
+
+
+@both_modes
+def test_proxy_models_and_unsaved_instances(library):
+    ann = yield AuthorProxy.vinyl.get(name="Ann")
+    assert ann.shout() == "ANN"
+    assert sorted(b.title for b in (yield ann.q.books)) == ["A", "B"]
+    assert (yield ann.q.profile).bio == "Ann's bio"
+    with pytest.raises(ValueError, match="primary key"):  # as Django's related manager
+        Author(name="new").q.books.all()
+    book = Book(title="unsaved")
+    assert (yield book.q.editor) is None  # no FK value: no query, as Django
