@@ -16,7 +16,7 @@ from tests.testapp.models import (
     Shelf,
     Tag,
 )
-from vinyl import VinylQuerySet
+from vinyl import VinylQuerySet, gather
 from vinyl.connection import capture_queries
 from vinyl.relations import RelatedManager, RelationNotLoaded, prepare_related
 from vinyl.testing import both_modes
@@ -234,3 +234,23 @@ def test_proxy_models_and_unsaved_instances(library):
         Author(name="new").q.books.all()
     book = Book(title="unsaved")
     assert (yield book.q.editor) is None  # no FK value: no query, as Django
+
+
+@both_modes
+def test_concurrent_relation_fetches_and_prefetches(library):
+    books = yield Book.vinyl.order_by("pk")
+    authors = yield gather(*(book.q.author for book in books))
+    assert [a.name for a in authors] == ["Ann", "Ann", "Bob"]
+    assert all(book.author is author for book, author in zip(books, authors, strict=True))
+    # Prefetches replayed concurrently (async mode): each keeps its own tape.
+    results = yield gather(
+        *(Author.vinyl.prefetch_related("books__tags").order_by("pk") for _ in range(5)),
+        *(Tag.vinyl.prefetch_related("books__author").order_by("pk") for _ in range(5)),
+    )
+    for authors in results[:5]:
+        assert [sorted(b.title for b in a.books.all()) for a in authors] == [["A", "B"], ["C"]]
+    for tags in results[5:]:
+        assert [sorted(b.author.name for b in t.books.all()) for t in tags] == [
+            ["Ann", "Ann"],
+            ["Ann"],
+        ]
