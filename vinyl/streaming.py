@@ -231,7 +231,8 @@ class AsyncStream:
     ``async for obj in qs.iterator(chunk_size=500)``. After a ``break``, the connection goes back
     to the pool when the async generator is finalised (on the loop, soon after); to release it at
     once, use ``async with qs.iterator() as stream: async for obj in stream: ...`` or call
-    ``await stream.aclose()``.
+    ``await stream.aclose()``. Outside ``atomic()`` the stream holds one pooled connection until
+    then, so queries in the loop's body need another one from the pool.
     """
 
     __slots__ = ("_agen",)
