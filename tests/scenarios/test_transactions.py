@@ -571,3 +571,29 @@ def test_isolation_level_from_database_options(outside):
 
     assert (yield nested()) == "serializable"
     assert outside.names() == ["serializable", "nested"]
+
+
+@both_modes
+def test_serialization_failure_at_commit_rolls_back_and_raises(outside, vinyl_mode):
+    """Write skew under SERIALIZABLE: the second transaction to commit fails at COMMIT."""
+    other = outside.connect(autocommit=False)
+    other.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+    other.execute("SELECT count(*) FROM testapp_author").fetchone()
+
+    @atomic(using="serializable")
+    @maybe_async
+    def work():
+        yield run("serializable", "SELECT count(*) FROM testapp_author", None, SINGLE)
+        yield insert("vinyl", using="serializable")
+        other.execute("INSERT INTO testapp_author (name) VALUES ('other')")
+        other.commit()  # the first to commit wins
+
+    with capture_queries() as queries, pytest.raises(
+        OperationalError, match="could not serialize access"
+    ):
+        yield work()
+    if vinyl_mode == "async":  # vinyl runs the COMMIT (Django's connection does in sync mode)
+        assert [sql for sql, _ in queries][-2:] == ["COMMIT", "ROLLBACK"]
+    assert outside.names() == ["other"]
+    yield insert("after")  # the connection is usable again
+    assert outside.names() == ["other", "after"]
