@@ -597,3 +597,29 @@ def test_serialization_failure_at_commit_rolls_back_and_raises(outside, vinyl_mo
     assert outside.names() == ["other"]
     yield insert("after")  # the connection is usable again
     assert outside.names() == ["other", "after"]
+
+
+@both_modes
+def test_connection_killed_inside_the_block(outside):
+    """The server ends the session mid-transaction: the block raises, nothing is committed, and
+    the next transaction runs on a new connection."""
+
+    @atomic
+    @maybe_async
+    def work():
+        yield insert("lost")
+        (pid,) = yield run("default", "SELECT pg_backend_pid()", None, SINGLE)
+        outside.conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        yield insert("never")
+
+    with pytest.raises(OperationalError):
+        yield work()
+    assert outside.names() == []
+
+    @atomic
+    @maybe_async
+    def again():
+        yield insert("after")
+
+    yield again()
+    assert outside.names() == ["after"]
