@@ -24,12 +24,15 @@ from typing import Any, TypeVar
 
 import anyio
 import psycopg
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.postgresql.base import DatabaseWrapper as PGDatabaseWrapper
 from django.db.utils import OperationalError, load_backend
 from psycopg import IsolationLevel
 from psycopg.client_cursor import ClientCursorMixin
+from psycopg.types import TypeInfo
+from psycopg.types.hstore import register_hstore
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .flags import is_async
@@ -188,6 +191,19 @@ def _isolation_level(alias: str, settings_dict: dict[str, Any]) -> IsolationLeve
         ) from None
 
 
+async def _register_contrib_postgres_types(conn: psycopg.AsyncConnection) -> None:
+    """Load hstore as dict and citext[] as list, as django.contrib.postgres does on Django's
+    connections (its connection_created receiver, which async connections never reach)."""
+    cursor = await conn.execute(
+        "SELECT typname, oid, typarray FROM pg_type WHERE typname IN ('hstore', 'citext')"
+    )
+    for name, oid, array_oid in await cursor.fetchall():
+        if name == "hstore":
+            register_hstore(TypeInfo("hstore", oid, array_oid), conn)
+        else:
+            TypeInfo("citext", 0, array_oid).register(conn)
+
+
 async def _make_pool(alias: str) -> AsyncConnectionPool:
     wrapper = sql_connection(alias)
     settings_dict = wrapper.settings_dict
@@ -197,6 +213,7 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
     kwargs["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
     timezone_name = wrapper.timezone_name
     role = settings_dict["OPTIONS"].get("assume_role")
+    contrib_postgres = apps.is_installed("django.contrib.postgres")
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         # What Django's _configure_connection does on a sync connection.
@@ -205,6 +222,8 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
                 await conn.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
             if role:
                 await conn.execute(wrapper.ops.compose_sql("SET ROLE %s", [role]))
+            if contrib_postgres:
+                await _register_contrib_postgres_types(conn)
         except BaseException:
             # psycopg_pool drops a connection whose configure() failed without closing it (a
             # cancelled configure at loop shutdown, say): close it before the socket leaks.
