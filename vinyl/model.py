@@ -17,9 +17,11 @@ from django.db.models.sql.constants import SINGLE
 
 from .flags import async_mode, is_async
 from .futures import maybe_async, ready
+from .instance import InstanceWrites
 from .pool import sql_connection
 from .query import VinylQuery
 from .replay import _tape, call_with_io
+from .writes import QuerySetWrites
 
 __all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", "as_vinyl"]
 
@@ -32,7 +34,7 @@ class ImplicitQueryError(RuntimeError):
     """An unevaluated queryset or unloaded relation was used where async mode cannot wait."""
 
 
-class VinylQuerySet(QuerySet):
+class VinylQuerySet(QuerySetWrites, QuerySet):
     """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
 
     def __init__(self, model=None, query=None, using=None, hints=None):
@@ -315,7 +317,7 @@ class VinylManager(models.Manager.from_queryset(VinylQuerySet)):
         return self.model(*args, **kwargs)
 
 
-class VinylModel(models.Model):
+class VinylModel(InstanceWrites, models.Model):
     """An abstract model that adds ``vinyl = VinylManager()`` and the relation accessor ``q``."""
 
     vinyl = VinylManager()

@@ -180,3 +180,84 @@ class Shelf(VinylModel):
 
     name = models.CharField(max_length=100)
     notes = GenericRelation(Note)
+
+
+# -- writes (issue 4): defaults, generated columns, on_delete variants, multi-table inheritance --
+
+
+class WStamp(VinylModel):
+    """auto_now(_add), db_default, a GeneratedField, a unique and a check constraint."""
+
+    name = models.CharField(max_length=50, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+    counter = models.IntegerField(db_default=7)
+    doubled = models.GeneratedField(
+        expression=models.F("counter") * 2, output_field=models.IntegerField(), db_persist=True
+    )
+    score = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(score__gte=0), name="wstamp_score_gte_0")
+        ]
+
+
+class WTarget(VinylModel):
+    name = models.CharField(max_length=50)
+
+
+class WRef(VinylModel):
+    """One foreign key per on_delete behaviour, all to WTarget."""
+
+    name = models.CharField(max_length=50)
+    protect = models.ForeignKey(
+        WTarget, models.PROTECT, null=True, related_name="protected_refs"
+    )
+    restrict = models.ForeignKey(
+        WTarget, models.RESTRICT, null=True, related_name="restricted_refs"
+    )
+    set_null = models.ForeignKey(WTarget, models.SET_NULL, null=True, related_name="null_refs")
+    set_default = models.ForeignKey(
+        WTarget, models.SET_DEFAULT, null=True, default=None, related_name="default_refs"
+    )
+    set_value = models.ForeignKey(
+        WTarget, models.SET(None), null=True, related_name="set_refs"
+    )
+    do_nothing = models.ForeignKey(
+        WTarget, models.DO_NOTHING, null=True, db_constraint=False, related_name="ignored_refs"
+    )
+    cascade = models.ForeignKey(
+        WTarget, models.CASCADE, null=True, related_name="cascade_refs"
+    )
+
+
+class WParent(VinylModel):
+    name = models.CharField(max_length=50)
+    touched = models.DateTimeField(auto_now=True)
+
+
+class WChild(WParent):
+    """Multi-table inheritance (wparent_ptr)."""
+
+    extra = models.IntegerField(default=0)
+
+
+class WGrandChild(WChild):
+    level = models.IntegerField(default=3)
+
+
+class WLeaf(VinylModel):
+    """Cascades from a multi-table child."""
+
+    owner = models.ForeignKey(WChild, models.CASCADE, related_name="leaves")
+    label = models.CharField(max_length=50, blank=True)
+
+
+class WSelective(VinylModel):
+    """Meta.select_on_save: save() checks the row exists before its UPDATE."""
+
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        select_on_save = True

@@ -1,0 +1,557 @@
+"""The instance API of VinylModel in both modes: save, insert, update, delete, refresh_from_db.
+
+:class:`InstanceWrites` is a base of :class:`vinyl.model.VinylModel`. The module-level functions
+work on any model instance (``VinylQuerySet.create`` uses them for models that only carry a
+VinylManager).
+
+``save()`` mirrors Django's ``Model.save`` → ``save_base`` → ``_save_parents`` → ``_save_table``
+→ ``_do_update``/``_do_insert`` (Django 6.1; the Django 5.2 differences are marked). These are
+copied as ``@maybe_async`` generators rather than replayed: their queries sit between signals and
+changes to the instance, which a replay would repeat. Everything around the queries is Django's:
+``_prepare_related_fields_for_save``, ``_validate_force_insert``, fields' ``pre_save``, the
+``InsertQuery``/``UpdateQuery`` and their SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DatabaseError, router
+from django.db.models import ExpressionWrapper, IntegerField, Max, Model, Value
+from django.db.models.expressions import DatabaseDefault
+from django.db.models.functions import Coalesce
+from django.db.models.signals import post_save, pre_save
+
+from .flags import async_mode, is_async
+from .futures import maybe_async
+from .pool import sql_connection
+from .replay import _tape
+from .signals import send
+from .transaction import mark_for_rollback_on_error
+from .writes import in_atomic, insert_objs, update_returning
+
+__all__ = ["InstanceWrites", "delete", "insert", "refresh_from_db", "save", "update"]
+
+# Django >= 6.0: an UPDATE returns the values of expressions and generated fields it changed,
+# and an INSERT those of expressions; Django 5.2 leaves them unset.
+_RETURNING_ON_SAVE = hasattr(Model, "_assign_returned_values")
+
+# _save_table's answer when an update() found no row (instead of raising NotUpdated, which would
+# mark an enclosing transaction for rollback).
+_MISSING: Any = object()
+
+
+def _not_updated(obj: Any) -> type[Exception]:
+    return getattr(type(obj), "NotUpdated", DatabaseError)  # Django 5.2: DatabaseError
+
+
+@maybe_async
+def save(
+    obj: Model,
+    *,
+    force_insert: Any = False,
+    force_update: bool = False,
+    using: str | None = None,
+    update_fields: Any = None,
+):
+    """Save *obj* with Django's ``Model.save()`` semantics, maybe-async; return None."""
+    yield _save(obj, force_insert, force_update, using, update_fields, False)
+
+
+@maybe_async
+def _save(obj, force_insert, force_update, using, update_fields, missing_ok):
+    # Model.save()
+    obj._prepare_related_fields_for_save(operation_name="save")
+    using = using or router.db_for_write(obj.__class__, instance=obj)
+    if force_insert and (force_update or update_fields):
+        raise ValueError("Cannot force both insert and updating in model saving.")
+    deferred_non_generated_fields = {
+        f.attname
+        for f in obj._meta.concrete_fields
+        if f.attname not in obj.__dict__ and f.generated is False
+    }
+    if update_fields is not None:
+        if not update_fields:  # skips the signals too
+            return None
+        update_fields = frozenset(update_fields)
+        field_names = obj._meta._non_pk_concrete_field_names
+        not_updatable_fields = update_fields.difference(field_names)
+        if not_updatable_fields:
+            raise ValueError(
+                "The following fields do not exist in this model, are m2m fields, primary "
+                f"keys, or are non-concrete fields: {', '.join(not_updatable_fields)}"
+            )
+    elif (
+        not force_insert
+        and deferred_non_generated_fields
+        and using == obj._state.db
+        and obj._is_pk_set()
+    ):
+        # A deferred instance saved to its own database saves its loaded fields only.
+        pk_fields = obj._meta.pk_fields
+        field_names = {
+            field.attname
+            for field in obj._meta.concrete_fields
+            if field not in pk_fields and not hasattr(field, "through")
+        }
+        loaded_fields = field_names.difference(deferred_non_generated_fields)
+        if loaded_fields:
+            update_fields = frozenset(loaded_fields)
+    return (
+        yield save_base(
+            obj,
+            using=using,
+            force_insert=force_insert,
+            force_update=force_update,
+            update_fields=update_fields,
+            missing_ok=missing_ok,
+        )
+    )
+
+
+@maybe_async
+def save_base(
+    obj: Model,
+    raw: bool = False,
+    force_insert: Any = False,
+    force_update: bool = False,
+    using: str | None = None,
+    update_fields: Any = None,
+    missing_ok: bool = False,
+):
+    """Django's ``Model.save_base()``: signals around the tables' saves, maybe-async.
+
+    Returns True; with *missing_ok*, False (and no post_save) when an update matched no row.
+    """
+    using = using or router.db_for_write(obj.__class__, instance=obj)
+    assert not (force_insert and (force_update or update_fields))
+    assert update_fields is None or update_fields
+    cls = origin = obj.__class__
+    if cls._meta.proxy:
+        cls = cls._meta.concrete_model
+    meta = cls._meta
+    if not meta.auto_created:
+        yield send(
+            pre_save,
+            sender=origin,
+            instance=obj,
+            raw=raw,
+            using=using,
+            update_fields=update_fields,
+        )
+    args = (obj, cls, raw, force_insert, force_update, using, update_fields, missing_ok)
+    if meta.parents:  # several tables: one transaction, as Django
+        updated = yield in_atomic(using, _save_tables, *args)
+    else:
+        with mark_for_rollback_on_error(using):
+            updated = yield _save_tables(*args)
+    if updated is _MISSING:
+        return False
+    obj._state.db = using
+    obj._state.adding = False
+    if not meta.auto_created:
+        yield send(
+            post_save,
+            sender=origin,
+            instance=obj,
+            created=(not updated),
+            update_fields=update_fields,
+            raw=raw,
+            using=using,
+        )
+    return True
+
+
+@maybe_async
+def _save_tables(obj, cls, raw, force_insert, force_update, using, update_fields, missing_ok):
+    parent_inserted = False
+    if not raw:
+        force_insert = obj._validate_force_insert(force_insert)
+        parent_inserted = yield _save_parents(
+            obj, cls, using, update_fields, force_insert, None, missing_ok
+        )
+        if parent_inserted is _MISSING:
+            return _MISSING
+    return (
+        yield _save_table(
+            obj,
+            raw,
+            cls,
+            force_insert or parent_inserted,
+            force_update,
+            using,
+            update_fields,
+            missing_ok,
+        )
+    )
+
+
+@maybe_async
+def _save_parents(obj, cls, using, update_fields, force_insert, updated_parents, missing_ok):
+    # Model._save_parents()
+    meta = cls._meta
+    inserted = False
+    if updated_parents is None:
+        updated_parents = {}
+    for parent, field in meta.parents.items():
+        if (
+            field
+            and getattr(obj, parent._meta.pk.attname) is None
+            and getattr(obj, field.attname) is not None
+        ):
+            setattr(obj, parent._meta.pk.attname, getattr(obj, field.attname))
+        if (parent_updated := updated_parents.get(parent)) is None:
+            parent_inserted = yield _save_parents(
+                obj, parent, using, update_fields, force_insert, updated_parents, missing_ok
+            )
+            if parent_inserted is _MISSING:
+                return _MISSING
+            updated = yield _save_table(
+                obj,
+                False,
+                parent,
+                parent_inserted or issubclass(parent, force_insert),
+                False,
+                using,
+                update_fields,
+                missing_ok,
+            )
+            if updated is _MISSING:
+                return _MISSING
+            if not updated:
+                inserted = True
+            updated_parents[parent] = updated
+        elif not parent_updated:
+            inserted = True
+        if field:
+            setattr(obj, field.attname, obj._get_pk_val(parent._meta))
+            if field.is_cached(obj):
+                field.delete_cached_value(obj)
+    return inserted
+
+
+@maybe_async
+def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields, missing_ok):
+    # Model._save_table(): an UPDATE if possible, else an INSERT, for one table.
+    from .model import as_vinyl
+
+    meta = cls._meta
+    pk_fields = meta.pk_fields
+    non_pks_non_generated = [
+        f for f in meta.local_concrete_fields if f not in pk_fields and not f.generated
+    ]
+    if update_fields:
+        non_pks_non_generated = [
+            f
+            for f in non_pks_non_generated
+            if f.name in update_fields or f.attname in update_fields
+        ]
+    if not obj._is_pk_set(meta) and not isinstance(getattr(obj, meta.pk.attname), DatabaseDefault):
+        setattr(obj, meta.pk.attname, meta.pk.get_pk_value_on_save(obj))
+    pk_set = obj._is_pk_set(meta)
+    if not pk_set and (force_update or update_fields):
+        raise ValueError("Cannot force an update in save() with no primary key.")
+    updated = False
+    # Skip an UPDATE when adding an instance and primary key has a default.
+    if (
+        not raw
+        and not force_insert
+        and not force_update
+        and obj._state.adding
+        and all(f.has_default() or f.has_db_default() for f in meta.pk_fields)
+    ):
+        force_insert = True
+    if pk_set and not force_insert:
+        base_qs = cls._base_manager.using(using)
+        values = [
+            (f, None, (getattr(obj, f.attname) if raw else f.pre_save(obj, False)))
+            for f in non_pks_non_generated
+        ]
+        forced_update = update_fields or force_update
+        returning_fields = []
+        if _RETURNING_ON_SAVE:
+            returning_fields = [
+                f
+                for f in meta.local_concrete_fields
+                if f.generated and f.referenced_fields.intersection(non_pks_non_generated)
+            ]
+            for field, _model, value in values:
+                if (update_fields is None or field.name in update_fields) and hasattr(
+                    value, "resolve_expression"
+                ):
+                    returning_fields.append(field)
+        filtered = as_vinyl(base_qs.filter(pk=obj._get_pk_val(meta)))
+        results = yield _do_update(obj, filtered, values, update_fields, forced_update,
+                                   returning_fields)
+        if updated := bool(results):
+            _assign_returned_values(obj, results[0], returning_fields)
+        elif missing_ok and (force_update or update_fields):
+            return _MISSING
+        elif force_update:
+            raise _not_updated(obj)("Forced update did not affect any rows.")
+        elif update_fields:
+            raise _not_updated(obj)("Save with update_fields did not affect any rows.")
+    if not updated:
+        if meta.order_with_respect_to:
+            field = meta.order_with_respect_to
+            filter_args = field.get_filter_kwargs_for_object(obj)
+            aggregate = yield as_vinyl(
+                cls._base_manager.using(using).filter(**filter_args)
+            ).aggregate(
+                _order__max=Coalesce(
+                    ExpressionWrapper(Max("_order") + Value(1), output_field=IntegerField()),
+                    Value(0),
+                ),
+            )
+            obj._order = aggregate["_order__max"]
+        insert_fields = [
+            f
+            for f in meta.local_concrete_fields
+            if not f.generated and (pk_set or f is not meta.auto_field)
+        ]
+        returning_fields = list(meta.db_returning_fields)
+        if _RETURNING_ON_SAVE:
+            can_return = sql_connection(using).features.can_return_columns_from_insert
+            for field in insert_fields:
+                value = getattr(obj, field.attname) if raw else field.pre_save(obj, add=True)
+                if hasattr(value, "resolve_expression"):
+                    if field not in returning_fields:
+                        returning_fields.append(field)
+                elif (
+                    field.db_returning
+                    and not can_return
+                    and not (pk_set and field is meta.auto_field)
+                ):
+                    returning_fields.remove(field)
+        results = yield insert_objs(
+            cls, [obj], insert_fields, returning_fields, raw=raw, using=using
+        )
+        if results:
+            _assign_returned_values(obj, results[0], returning_fields)
+    return updated
+
+
+@maybe_async
+def _do_update(obj, filtered, values, update_fields, forced_update, returning_fields):
+    # Model._do_update(): a list of returned rows ([()] for a matched row without any).
+    if not values:
+        # Only the pk in this table (or no update_fields of it): check the row exists.
+        if update_fields is not None or (yield filtered.exists()):
+            return [()]
+        return []
+    if obj._meta.select_on_save and not forced_update:
+        if not (yield filtered.exists()):
+            return []
+        if results := (yield update_returning(filtered, values, returning_fields)):
+            return results
+        return [()] if (yield filtered.exists()) else []
+    return (yield update_returning(filtered, values, returning_fields))
+
+
+def _assign_returned_values(obj: Any, returned_values: Any, returning_fields: Any) -> None:
+    fields = iter(returning_fields)
+    for value, field in zip(returned_values, fields, strict=False):
+        setattr(obj, field.attname, value)
+    # Fields whose value the database computed but did not return are stale: defer them.
+    for field in fields:
+        obj.__dict__.pop(field.attname, None)
+
+
+@maybe_async
+def insert(obj: Model, using: str | None = None):
+    """INSERT *obj* (its parents first), as ``save(force_insert=True)``; return *obj*."""
+    yield _save(obj, True, False, using, None, False)
+    return obj
+
+
+@maybe_async
+def update(obj: Model, **fields: Any):
+    """Set *fields* on *obj* and UPDATE only those columns (and auto_now ones).
+
+    Returns whether a row matched. Signals are sent as for ``save(update_fields=...)``
+    (post_save only when a row matched).
+    """
+    if not obj._is_pk_set():
+        raise ValueError(
+            f"{obj._meta.object_name}.update() needs a saved object (its primary key is not "
+            "set); use insert() or save() first."
+        )
+    if not fields:
+        raise ValueError(f"{obj._meta.object_name}.update() needs at least one field=value.")
+    meta = obj._meta
+    names = set()
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        setattr(obj, name, value)
+        names.add(field.name)
+    for field in meta.concrete_fields:
+        if getattr(field, "auto_now", False):
+            names.add(field.name)
+    using = obj._state.db or router.db_for_write(obj.__class__, instance=obj)
+    return (yield _save(obj, False, False, using, names, True))
+
+
+@maybe_async
+def delete(obj: Model, using: str | None = None, keep_parents: bool = False):
+    """Delete *obj* and what cascades from it, as ``Model.delete()``; ``(count, {label: n})``."""
+    from .deletion import collect, delete_collected
+
+    if not obj._is_pk_set():
+        raise ValueError(
+            f"{obj._meta.object_name} object can't be deleted because its "
+            f"{obj._meta.pk.attname} attribute is set to None."
+        )
+    using = using or router.db_for_write(obj.__class__, instance=obj)
+    collector = yield collect(using, obj, [obj], keep_parents=keep_parents)
+    return (yield delete_collected(collector))
+
+
+@maybe_async
+def refresh_from_db(
+    obj: Model, using: str | None = None, fields: Any = None, from_queryset: Any = None
+):
+    """Reload field values from the database, as ``Model.refresh_from_db()``; return None."""
+    # Copied from Django 6.1's Model.refresh_from_db: the query sits mid-function.
+    from django.db.models.constants import LOOKUP_SEP
+
+    from .model import as_vinyl
+
+    if fields is None:
+        obj._prefetched_objects_cache = {}
+    else:
+        prefetched_objects_cache = getattr(obj, "_prefetched_objects_cache", ())
+        fields = set(fields)
+        for field in fields.copy():
+            if field in prefetched_objects_cache:
+                del prefetched_objects_cache[field]
+                fields.remove(field)
+        if not fields:
+            return None
+        if any(LOOKUP_SEP in f for f in fields):
+            raise ValueError(
+                f'Found "{LOOKUP_SEP}" in fields argument. Relations and transforms '
+                "are not allowed in fields."
+            )
+    if from_queryset is None:
+        from_queryset = obj.__class__._base_manager.db_manager(using, hints={"instance": obj})
+    elif using is not None:
+        from_queryset = from_queryset.using(using)
+    db_instance_qs = from_queryset.filter(pk=obj.pk)
+    deferred_fields = obj.get_deferred_fields()
+    if fields is not None:
+        db_instance_qs = db_instance_qs.only(*fields)
+    elif deferred_fields:
+        db_instance_qs = db_instance_qs.only(
+            *{f.attname for f in obj._meta.concrete_fields if f.attname not in deferred_fields}
+        )
+    db_instance = yield as_vinyl(db_instance_qs).get()
+    non_loaded_fields = db_instance.get_deferred_fields()
+    for field in obj._meta.fields:
+        if field.attname in non_loaded_fields:
+            continue
+        if field.concrete:
+            setattr(obj, field.attname, getattr(db_instance, field.attname))
+        if field.is_relation:
+            if field.is_cached(db_instance):
+                field.set_cached_value(obj, field.get_cached_value(db_instance))
+            elif field.is_cached(obj):
+                field.delete_cached_value(obj)
+    for rel in obj._meta.related_objects:
+        if (fields is None or rel.name in fields) and rel.is_cached(obj):
+            rel.delete_cached_value(obj)
+    for field in obj._meta.private_fields:
+        if (fields is None or field.name in fields) and field.is_relation and field.is_cached(obj):
+            field.delete_cached_value(obj)
+    obj._state.db = db_instance._state.db
+    return None
+
+
+class InstanceWrites:
+    """The write methods of VinylModel instances (a base class; see the module docstring).
+
+    In sync mode they return values as Django's do; in async mode awaitables. A subclass that
+    overrides ``save()`` must return ``super().save(...)`` (an awaitable in async mode).
+    """
+
+    def save(
+        self,
+        *,
+        force_insert: Any = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Any = None,
+    ) -> Any:
+        """Save the instance, as Django's ``Model.save()`` (maybe-async; None)."""
+        return save(
+            self,
+            force_insert=force_insert,
+            force_update=force_update,
+            using=using,
+            update_fields=update_fields,
+        )
+
+    save.alters_data = True  # type: ignore[attr-defined]
+
+    def insert(self, using: str | None = None) -> Any:
+        """INSERT the instance (parents first; db defaults returned); maybe-async, the instance."""
+        return insert(self, using)
+
+    insert.alters_data = True  # type: ignore[attr-defined]
+
+    def update(self, **fields: Any) -> Any:
+        """Set *fields* and UPDATE only those columns (and auto_now ones); maybe-async bool.
+
+        True if a row matched. Sends pre_save/post_save as ``save(update_fields=...)`` does.
+        """
+        return update(self, **fields)
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> Any:
+        """Delete the instance with Django's cascades; maybe-async ``(count, {label: n})``."""
+        return delete(self, using, keep_parents)
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+
+    def refresh_from_db(
+        self, using: str | None = None, fields: Any = None, from_queryset: Any = None
+    ) -> Any:
+        """Reload the fields from the database, as Django's; maybe-async None."""
+        if is_async() and _tape.get() is not None:
+            # Called by Django code that vinyl replays (deferred field loading): its query
+            # is answered from the replay's tape, synchronously.
+            return super().refresh_from_db(using, fields, from_queryset)  # type: ignore[misc]
+        return refresh_from_db(self, using, fields, from_queryset)
+
+    async def asave(
+        self,
+        *,
+        force_insert: Any = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Any = None,
+    ) -> None:
+        """``await obj.save(...)`` in async mode (Django's asave without a worker thread)."""
+        with async_mode():
+            await self.save(
+                force_insert=force_insert,
+                force_update=force_update,
+                using=using,
+                update_fields=update_fields,
+            )
+
+    asave.alters_data = True  # type: ignore[attr-defined]
+
+    async def adelete(self, using: str | None = None, keep_parents: bool = False) -> Any:
+        """``await obj.delete(...)`` in async mode (without a worker thread)."""
+        with async_mode():
+            return await self.delete(using, keep_parents)
+
+    adelete.alters_data = True  # type: ignore[attr-defined]
+
+    async def arefresh_from_db(
+        self, using: str | None = None, fields: Any = None, from_queryset: Any = None
+    ) -> None:
+        """``await obj.refresh_from_db(...)`` in async mode (without a worker thread)."""
+        with async_mode():
+            await self.refresh_from_db(using, fields, from_queryset)
