@@ -34,12 +34,11 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models.query import QuerySet
-from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
 from .flags import is_async
 from .futures import ready
-from .pool import begin_statement, getconn, shielded
+from .pool import begin_statement, getconn, guard, shielded, sql_connection
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -143,11 +142,22 @@ class Pin:
         self.needs_rollback = True
 
     async def execute(self, sql: str, task: Any = None) -> None:
-        from .connection import AsyncHandle, run_on
+        """Run a transaction-control statement (BEGIN, SAVEPOINT, COMMIT …).
+
+        With *task*, the caller is the block's clean-up, which runs in a task of its own that
+        nothing cancels, so the statement needs no guard against cancellation.
+        """
+        from .connection import _log
 
         await self.enter(check=False, task=task)
         try:
-            await run_on(AsyncHandle(self.alias, self.conn, None, self), sql, None, NO_RESULTS)
+            _log(sql, None)
+            with sql_connection(self.alias).wrap_database_errors:
+                statement = self.conn.execute(sql)
+                await (statement if task is not None else guard(statement))
+        except asyncio.CancelledError:
+            self.failed()
+            raise
         finally:
             self.leave()
 
