@@ -459,6 +459,7 @@ def test_select_for_update_needs_a_transaction(books):
         Book.vinyl.select_for_update(nowait=True).filter(title="A"),
         Book.vinyl.select_for_update(skip_locked=True),
         Book.vinyl.select_for_update(of=("self",)).select_related("author"),
+        Book.vinyl.select_for_update(no_key=True),
     ):
         with pytest.raises(TransactionManagementError, match="outside of a transaction"):
             yield qs
@@ -482,6 +483,12 @@ def test_select_for_update_locks_until_the_block_ends(books):
         assert book.title == "B"
         with pytest.raises(psycopg.errors.LockNotAvailable):
             outside.try_lock("testapp_book", "title", "B")
+        with capture_queries() as queries:
+            found = yield Book.vinyl.select_for_update(no_key=True).filter(title="C")
+        assert [b.title for b in found] == ["C"]
+        assert "FOR NO KEY UPDATE" in queries[0][0]
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            outside.try_lock("testapp_book", "title", "C")
 
     yield locked()
     assert outside.try_lock("testapp_book", "title", "A")
