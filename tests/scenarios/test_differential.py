@@ -516,36 +516,58 @@ FILTERS = st.recursive(
 )
 
 
-def generated(M, q, exclude, distinct):
-    qs = M(Book).exclude(q) if exclude else M(Book).filter(q)
-    if distinct:
+ORDER_FIELDS = ["-pk", "title", "-price", "pages", "-published", "author__name", "-editor__born"]
+SHAPES = st.fixed_dictionaries(
+    {
+        "exclude": st.booleans(),
+        "distinct": st.booleans(),
+        "order": st.lists(st.sampled_from(ORDER_FIELDS), max_size=3, unique=True),
+        "window": st.one_of(st.none(), st.tuples(st.integers(0, 4), st.integers(0, 6))),
+        "shape": st.sampled_from(["values_list", "values", "models"]),
+    }
+)
+
+
+def generated(M, q, shape):
+    qs = M(Book).exclude(q) if shape["exclude"] else M(Book).filter(q)
+    if shape["distinct"]:
         qs = qs.distinct()
-    return qs.order_by("pk").values_list("pk", "title", "price")
+    qs = qs.order_by(*shape["order"], "pk")
+    if shape["window"] is not None:
+        start, length = shape["window"]
+        qs = qs[start : start + length]
+    if shape["shape"] == "values_list":
+        return qs.values_list("pk", "title", "price")
+    if shape["shape"] == "values":
+        return qs.values("pk", "published", "author__name")
+    return qs
 
 
 def test_generated_filters(seeded):
-    """Random filter trees give Django's rows, and count(), in sync mode and in async mode."""
+    """Random filters, orderings and slices give Django's rows and count() in both modes."""
     runner = asyncio.Runner()
 
-    async def in_async_mode(q, exclude, distinct):
+    async def in_async_mode(q, shape):
         with async_mode():
-            qs = generated(vinyl_manager, q, exclude, distinct)
-            return await qs, await generated(vinyl_manager, q, exclude, distinct).count()
+            return await generated(vinyl_manager, q, shape), await generated(
+                vinyl_manager, q, shape
+            ).count()
 
     @settings(
-        max_examples=150,
+        max_examples=200,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],  # the data is read-only
     )
-    @given(FILTERS, st.booleans(), st.booleans())
-    def check(q, exclude, distinct):
-        django_qs = generated(django_manager, q, exclude, distinct)
+    @given(FILTERS, SHAPES)
+    def check(q, shape):
+        django_qs = generated(django_manager, q, shape)
         expected = norm((list(django_qs), django_qs.count()))
         with sync_mode():
-            qs = generated(vinyl_manager, q, exclude, distinct)
-            in_sync = norm((list(qs), generated(vinyl_manager, q, exclude, distinct).count()))
+            in_sync = norm((list(generated(vinyl_manager, q, shape)), generated(
+                vinyl_manager, q, shape
+            ).count()))
         assert in_sync == expected
-        assert norm(runner.run(in_async_mode(q, exclude, distinct))) == expected
+        assert norm(runner.run(in_async_mode(q, shape))) == expected
 
     try:
         check()
