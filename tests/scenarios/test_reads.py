@@ -9,11 +9,21 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ObjectDoesNotE
 from django.db import ProgrammingError
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay
+from django.db.models.query import QuerySet
 from django.utils import timezone
 
 from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
-from tests.testapp.models import Article, ArticleQuerySet, Author, Book, Tag
-from vinyl import gather
+from tests.testapp.models import (
+    Article,
+    ArticleQuerySet,
+    Author,
+    AuthorProxy,
+    Book,
+    Place,
+    Restaurant,
+    Tag,
+)
+from vinyl import VinylQuerySet, gather
 from vinyl.connection import capture_queries
 from vinyl.raw import VinylRawQuerySet
 from vinyl.testing import both_modes
@@ -140,6 +150,14 @@ def test_custom_manager_and_queryset_methods(seeded):
     assert (yield Article.vinyl.published().count()) == 2
     assert (yield Article.vinyl.filter(author__isnull=True).published().first()).headline == "Howdy"
     assert isinstance(Article.vinyl.raw("SELECT * FROM testapp_article"), VinylRawQuerySet)
+    # Model.objects stays Django's on every kind of VinylModel; Model.vinyl is vinyl's.
+    for model in (Article, Author, AuthorProxy, Place, Restaurant):
+        assert type(model.objects.all()) in (QuerySet, type(Article.objects.all()))
+        assert not isinstance(model.objects.all(), VinylQuerySet)
+        assert isinstance(model.vinyl.all(), VinylQuerySet)
+    assert isinstance(Restaurant.vinyl.all()[:1], VinylQuerySet)
+    assert [r.name for r in (yield Restaurant.vinyl.order_by("pk"))] == ["Luigi", "Wok"]
+    assert (yield AuthorProxy.vinyl.get(name="Bob")).shout() == "BOB"
 
 
 @pytest.fixture
