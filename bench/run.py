@@ -135,6 +135,7 @@ class Bench:
             psycopg_conninfo(connections["default"].settings_dict),
             min_size=bench_settings.POOL_SIZE,
             max_size=bench_settings.POOL_SIZE,
+            kwargs={"autocommit": True},  # as vinyl's pool: no BEGIN/COMMIT around reads
             open=False,
         )
         self.loop.run_until_complete(self.pool.open(wait=True))
@@ -160,23 +161,23 @@ class Bench:
         self.loop.close()
         connections.close_all()
 
-    def run(self, system: str, workload: str, n: int) -> float:
-        """Run *n* operations; return the seconds they took."""
+    def run(self, system: str, workload: str, n: int) -> tuple[float, float]:
+        """Run *n* operations; return the seconds they took and this process's CPU seconds."""
         impl = self.systems[system]
         start = self.counter
         self.counter += n * (bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1)
         gc.collect()
         if impl.is_async:
 
-            async def timed() -> float:
-                t0 = time.perf_counter()
+            async def timed() -> tuple[float, float]:
+                t0, c0 = time.perf_counter(), time.process_time()
                 await self.w.async_batch(impl, workload, start, n)
-                return time.perf_counter() - t0
+                return time.perf_counter() - t0, time.process_time() - c0
 
             return self.loop.run_until_complete(timed())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.w.sync_batch(impl, workload, start, n, self.crew)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     def one(self, system: str, workload: str, i: int) -> Any:
         impl = self.systems[system]
@@ -198,7 +199,7 @@ class Bench:
         """Warm up; return the number of operations that takes about *seconds*."""
         n, elapsed = 1, 0.0
         while True:
-            elapsed = self.run(system, workload, n)
+            elapsed, _ = self.run(system, workload, n)
             if elapsed >= seconds / 4:
                 break
             n *= 2
@@ -218,28 +219,47 @@ def psycopg_conninfo(settings_dict: dict[str, Any]) -> str:
     return make_conninfo(**{k: v for k, v in parts.items() if v})
 
 
-def measure(bench: Bench, workloads: list[str], args: argparse.Namespace) -> dict:
+class Results:
+    """Per (workload, system) cell: median ops/s, spread of the rounds, client CPU per op."""
+
+    def __init__(self) -> None:
+        self.rates: dict[tuple[str, str], list[float]] = {}
+        self.cpu: dict[tuple[str, str], list[float]] = {}
+
+    def add(self, key: tuple[str, str], ops: int, elapsed: float, cpu: float) -> None:
+        self.rates.setdefault(key, []).append(ops / elapsed)
+        self.cpu.setdefault(key, []).append(cpu / ops)
+
+    def rate(self, workload: str, system: str) -> float:
+        return statistics.median(self.rates[workload, system])
+
+    def spread(self, workload: str, system: str) -> float:
+        values = self.rates[workload, system]
+        return (max(values) - min(values)) / statistics.median(values)
+
+    def cpu_us(self, workload: str, system: str) -> float:
+        return statistics.median(self.cpu[workload, system]) * 1e6
+
+
+def measure(bench: Bench, workloads: list[str], args: argparse.Namespace) -> Results:
     sizes = {}
     for workload in workloads:
         for system in SYSTEMS:
             sizes[workload, system] = bench.calibrate(system, workload, args.batch_seconds)
-    rates: dict[tuple[str, str], list[float]] = {key: [] for key in sizes}
+    results = Results()
     for r in range(args.rounds):
         order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
         for workload in workloads:
             for system in order:
                 n = sizes[workload, system]
-                elapsed = bench.run(system, workload, n)
+                elapsed, cpu = bench.run(system, workload, n)
                 per_op = bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1
-                rates[workload, system].append(n * per_op / elapsed)
+                results.add((workload, system), n * per_op, elapsed, cpu)
         print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    return {key: statistics.median(values) for key, values in rates.items()} | {
-        ("spread", *key): (max(values) - min(values)) / statistics.median(values)
-        for key, values in rates.items()
-    }
+    return results
 
 
-def report(results: dict, workloads: list[str], args: argparse.Namespace) -> str:
+def report(results: Results, workloads: list[str], args: argparse.Namespace) -> str:
     import django
     import psycopg
 
@@ -253,9 +273,17 @@ def report(results: dict, workloads: list[str], args: argparse.Namespace) -> str
         "".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS),
     ]
     for w in workloads:
-        lines.append(labels[w].ljust(width) + "".join(f"{results[w, s]:>15,.0f}" for s in SYSTEMS))
-    spread = max(results["spread", w, s] for w in workloads for s in SYSTEMS)
+        lines.append(
+            labels[w].ljust(width) + "".join(f"{results.rate(w, s):>15,.0f}" for s in SYSTEMS)
+        )
+    spread = max(results.spread(w, s) for w in workloads for s in SYSTEMS)
     lines += [f"(largest spread of a cell's rounds, (max - min) / median: {spread:.0%})", ""]
+    lines.append("client CPU us/op".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS))
+    for w in workloads:
+        lines.append(
+            labels[w].ljust(width) + "".join(f"{results.cpu_us(w, s):>15,.0f}" for s in SYSTEMS)
+        )
+    lines.append("")
 
     columns = [
         ("vinyl async", "django sync"),
@@ -272,7 +300,7 @@ def report(results: dict, workloads: list[str], args: argparse.Namespace) -> str
     for w in workloads:
         cells = []
         for a, b in columns:
-            ratio = results[w, a] / results[w, b]
+            ratio = results.rate(w, a) / results.rate(w, b)
             mark = ""
             if a == "vinyl async":
                 target = TARGETS[b][1 if w == "concurrent" else 0]

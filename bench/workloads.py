@@ -20,6 +20,7 @@ from django.db.models import Func, Max, Sum, TextField, Value
 from .models import Book
 from .settings import AUTHORS, BOOKS, CONCURRENT_TASKS, NAP_SECONDS
 
+
 def book_pk(i: int) -> int:
     return (i * 7919) % BOOKS + 1  # spread over the table, never the same row twice in a row
 
@@ -256,9 +257,7 @@ async def async_batch(system: Any, workload: str, start: int, n: int) -> None:
     if workload == "concurrent":
         for k in range(n):
             base = start + k * CONCURRENT_TASKS
-            await asyncio.gather(
-                *(system.request(i) for i in range(base, base + CONCURRENT_TASKS))
-            )
+            await asyncio.gather(*(system.request(i) for i in range(base, base + CONCURRENT_TASKS)))
         return
     op = getattr(system, workload)
     for i in range(start, start + n):
@@ -277,8 +276,7 @@ def summary(workload: str, result: Any) -> Any:
         return sorted(ident(x) for x in result)
     if workload == "join":
         return sorted(
-            (b.pk, b.author.name) if isinstance(b, models.Model) else (b[0], b[7])
-            for b in result
+            (b.pk, b.author.name) if isinstance(b, models.Model) else (b[0], b[7]) for b in result
         )
     if workload == "count":
         return result
