@@ -23,7 +23,7 @@ from tests.testapp.models import (
     Restaurant,
     Tag,
 )
-from vinyl import VinylQuerySet, gather
+from vinyl import VinylQuerySet, atomic, gather, maybe_async
 from vinyl.connection import capture_queries
 from vinyl.raw import VinylRawQuerySet
 from vinyl.testing import both_modes
@@ -218,3 +218,29 @@ def test_every_statement_runs_through_vinyl(seeded):
     assert len(queries) == 8
     assert [sql.split()[0] for sql, _ in queries].count("EXPLAIN") == 1
     assert sum("FROM (SELECT" in sql for sql, _ in queries) == 3
+
+
+class Rollback(Exception):
+    pass
+
+
+@both_modes
+def test_reads_inside_a_transaction_see_its_writes(seeded):
+    @atomic
+    @maybe_async
+    def work():
+        [new] = yield Book.vinyl.raw(
+            "INSERT INTO testapp_book (author_id, title, pages, price)"
+            " VALUES (2, 'Uncommitted', 7, 0) RETURNING *"
+        )
+        assert (yield Book.vinyl.count()) == 7
+        assert (yield Book.vinyl.get(title="Uncommitted")).pk == new.pk
+        assert (yield Book.vinyl.filter(author__name="Bob").aggregate(n=Count("pk"))) == {"n": 2}
+        assert list((yield Book.vinyl.in_bulk([new.pk]))) == [new.pk]
+        assert (yield Book.vinyl.order_by("pages").first()).pk == new.pk
+        raise Rollback
+
+    with pytest.raises(Rollback):
+        yield work()
+    assert (yield Book.vinyl.count()) == 6
+    assert not (yield Book.vinyl.filter(title="Uncommitted").exists())
