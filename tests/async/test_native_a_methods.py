@@ -8,7 +8,7 @@ from django.db.models import Sum
 
 from tests.scenarios.differential import seed
 from tests.testapp.models import Book
-from vinyl import close_pools, sync_mode
+from vinyl import atomic, close_pools, set_rollback, sync_mode
 from vinyl.connection import capture_queries
 
 pytestmark = pytest.mark.anyio
@@ -41,5 +41,20 @@ async def test_a_methods(seeded):
                 assert await Book.vinyl.filter(pages__gt=300).acount() == 2
         # Each ran through vinyl (on the event loop), none through Django's worker thread.
         assert len(queries) == 13
+    finally:
+        await close_pools()
+
+
+async def test_a_methods_are_part_of_an_async_block(seeded):
+    try:
+        async with atomic():
+            [new] = await Book.vinyl.raw(
+                "INSERT INTO testapp_book (author_id, title, pages, price)"
+                " VALUES (1, 'In block', 0, 0) RETURNING *"
+            )
+            assert (await Book.vinyl.aget(title="In block")).pk == new.pk
+            assert await Book.vinyl.acount() == 7
+            set_rollback(True)
+        assert await Book.vinyl.acount() == 6
     finally:
         await close_pools()
