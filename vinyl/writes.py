@@ -17,6 +17,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from django.core import exceptions
+from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, NotSupportedError, connections
 from django.db.models import AutoField, Field, sql
 from django.db.models.constants import OnConflict
@@ -84,17 +86,44 @@ def insert_objs(
 def update_query(query: Any, using: str) -> Any:
     """Run an ``sql.UpdateQuery``; return the row count, as ``SQLUpdateCompiler.execute_sql``.
 
-    With multi-table inheritance parents (related updates) Django's execute_sql selects the ids
-    first and updates each table: it runs through call_with_io, in one transaction.
+    With multi-table inheritance parents (related updates) the ids are selected first and each
+    table updated, in one transaction (see _update_with_parents).
     """
     if query.related_updates:
-        return in_atomic(
-            using,
-            call_with_io,
-            lambda: query.clone().get_compiler(using).execute_sql(ROW_COUNT),
-        )
+        return in_atomic(using, _update_with_parents, query, using)
     compiler = compiler_for(query.compiler)(query, sql_connection(using), using)
     return _row_count(compiler.vinyl_execute_sql(ROW_COUNT))
+
+
+@maybe_async
+def _update_with_parents(query: Any, using: str):
+    # SQLUpdateCompiler.execute_sql() with related updates. Its as_sql() selects the ids to
+    # update (pre_sql_setup), a query in the middle of compiling: compile every statement
+    # through call_with_io (that SELECT runs there), then run them. Row counting as Django's.
+    def compile_all() -> list[Any]:
+        q = query.clone()
+        statements = [_compiled(q.get_compiler(using))]  # sets q.related_ids
+        statements.extend(_compiled(r.get_compiler(using)) for r in q.get_related_updates())
+        return statements
+
+    statements = yield call_with_io(compile_all)
+    row_count = None
+    is_empty = True
+    for i, statement in enumerate(statements):
+        if statement is None:
+            continue
+        count = yield run(using, statement[0], statement[1], ROW_COUNT)
+        if i == 0 or (is_empty and count):  # the first statement that ran counts
+            row_count, is_empty = count, False
+    return row_count or 0
+
+
+def _compiled(compiler: Any) -> tuple[str, Any] | None:
+    try:
+        sql_, params = compiler.as_sql()
+    except EmptyResultSet:
+        return None
+    return (sql_, params) if sql_ else None
 
 
 @maybe_async
@@ -256,41 +285,44 @@ class QuerySetWrites:
     def update(self, **kwargs: Any):
         """Update every row of the queryset; return the number of rows matched, as ``update()``.
 
-        Django's own ``QuerySet.update`` builds and runs the statements (through
-        call_with_io); multi-table inheritance parents' updates run in one transaction.
+        Multi-table inheritance parents' updates run in one transaction (Django runs them
+        without one).
         """
+        # Django's QuerySet.update() builds the query (copied: it runs the query at its end, and
+        # its compiler selects the parents' ids mid-compile, which vinyl must do itself).
         self._not_support_combined_queries("update")
         if self.query.is_sliced:
             raise TypeError("Cannot update a query once a slice has been taken.")
+        if self.query.distinct_fields:
+            raise TypeError("Cannot call update() after .distinct(*fields).")
         self._for_write = True
-        using = self.db
-        django_qs = self._as_django()
-
-        def django_update() -> int:
-            return QuerySet.update(django_qs._chain(), **kwargs)
-
-        with mark_for_rollback_on_error(using):
-            if any(
-                self.model._meta.get_field(name).model._meta.concrete_model
-                is not self.model._meta.concrete_model
-                for name in kwargs
-                if name != "pk"
-            ):
-                rows = yield in_atomic(using, call_with_io, django_update)
+        query = self.query.chain(sql.UpdateQuery)
+        query.add_update_values(kwargs)
+        new_order_by = []
+        for col in query.order_by:  # inline annotations in order_by(), if possible
+            alias = col
+            descending = False
+            if isinstance(alias, str) and alias.startswith("-"):
+                alias = alias.removeprefix("-")
+                descending = True
+            if annotation := query.annotations.get(alias):
+                if getattr(annotation, "contains_aggregate", False):
+                    raise exceptions.FieldError(
+                        f"Cannot update when ordering by an aggregate: {annotation}"
+                    )
+                if descending:
+                    annotation = annotation.desc()
+                new_order_by.append(annotation)
             else:
-                rows = yield call_with_io(django_update)
+                new_order_by.append(col)
+        query.order_by = tuple(new_order_by)
+        query.clear_select_clause()
+        with mark_for_rollback_on_error(self.db):
+            rows = yield update_query(query, self.db)
         self._result_cache = None
         return rows
 
     update.alters_data = True
-
-    def _as_django(self) -> QuerySet:
-        """A plain Django QuerySet of the same query (Django code that calls it stays sync)."""
-        clone = QuerySet(
-            model=self.model, query=self.query.chain(), using=self._db, hints=self._hints
-        )
-        clone._for_write = self._for_write
-        return clone
 
     @maybe_async
     def delete(self):
@@ -482,9 +514,8 @@ class QuerySetWrites:
                 order.append(cls)
 
         visit(self.model._meta.concrete_model)
-        for cls in order:
-            meta = cls._meta
-            for parent, link in meta.parents.items():
+        for cls in reversed(order):  # a pk given through a parent link reaches the parents
+            for parent, link in cls._meta.parents.items():
                 for obj in objs:
                     if (
                         link
@@ -492,6 +523,15 @@ class QuerySetWrites:
                         and getattr(obj, link.attname) is not None
                     ):
                         setattr(obj, parent._meta.pk.attname, getattr(obj, link.attname))
+        for cls in order:
+            meta = cls._meta
+            for parent, link in meta.parents.items():
+                if not link:
+                    continue
+                for obj in objs:  # the parent's row exists now: link to it
+                    setattr(obj, link.attname, obj._get_pk_val(parent._meta))
+                    if link.is_cached(obj):
+                        link.delete_cached_value(obj)
             with_pk, without_pk = [], []
             for obj in objs:
                 if not obj._is_pk_set(meta):
@@ -513,12 +553,6 @@ class QuerySetWrites:
                 for obj, results in zip(group, returned, strict=False):
                     for result, field in zip(results, returning, strict=False):
                         setattr(obj, field.attname, result)
-            for parent, link in meta.parents.items():
-                if link:
-                    for obj in objs:
-                        setattr(obj, link.attname, obj._get_pk_val(parent._meta))
-                        if link.is_cached(obj):
-                            link.delete_cached_value(obj)
         for obj in objs:
             obj._state.adding = False
             obj._state.db = self.db
