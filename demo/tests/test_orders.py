@@ -139,17 +139,17 @@ async def test_concurrent_orders_never_oversell(menu, customers):
 def test_kitchen_report_command(menu, customer):
     for _ in range(3):
         with vinyl.atomic():
-            services.place_order(customer, items(menu, ("Lobster roll", 5)), "", "test")
+            services.place_order(customer, items(menu, ("Lobster roll", 6)), "", "test")
     out = StringIO()
     call_command("kitchen_report", cook=2, stdout=out)
     assert Order.objects.filter(status="cooking").count() == 2
     assert out.getvalue().splitlines() == [
         "Started cooking 2 order(s).",
-        "Orders: 3 (0 deliveries), revenue 420.00",
+        "Orders: 3 (0 deliveries), revenue 504.00",
         "By status: cooking 2, placed 1",
-        "Best sellers: Lobster roll (15), Caesar salad (0), Cheeseburger (0), "
+        "Best sellers: Lobster roll (18), Caesar salad (0), Cheeseburger (0), "
         "Diavola (0), Falafel wrap (0)",
-        "Low stock: Lobster roll (10)",
+        "Low stock: Lobster roll (7)",
         "Menu: 18 dishes, 5 vegan",
     ]
 
