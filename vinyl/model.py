@@ -178,7 +178,10 @@ class VinylQuerySet(QuerySetWrites, QuerySet):
         if self._result_cache is not None:
             return ready(len(self._result_cache))
         query = self.query.chain()
-        return call_with_io(lambda: query.chain().get_count(using=self.db))
+        return call_with_io(
+            lambda: query.chain().get_count(using=self.db),
+            finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
+        )
 
     @maybe_async
     def exists(self):
@@ -197,7 +200,10 @@ class VinylQuerySet(QuerySetWrites, QuerySet):
 
     def aggregate(self, *args: Any, **kwargs: Any) -> Any:
         """Return a dict of aggregate values over the queryset, as ``QuerySet.aggregate``."""
-        return call_with_io(lambda: QuerySet.aggregate(self._chain(), *args, **kwargs))
+        return call_with_io(
+            lambda: QuerySet.aggregate(self._chain(), *args, **kwargs),
+            finish=lambda compiler, row: compiler.vinyl_aggregation(row),
+        )
 
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
         """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""

@@ -46,6 +46,8 @@ class NeedsQuery(BaseException):
 _tape: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
     "vinyl_tape", default=None
 )
+# The tape of a call_with_io(func, finish): func's first query is its last, so it needs no key.
+_FINISH: dict[Any, Any] = {}
 
 
 def _key(compiler: Any, args: tuple[Any, ...]) -> Any:
@@ -62,6 +64,8 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
             "loop. Use vinyl's API (Model.vinyl querysets, `await obj.q.<relation>`) and await "
             "it, or run this code in sync mode (vinyl.sync_mode(), in a thread without a loop)."
         )
+    if tape is _FINISH:
+        raise NeedsQuery(compiler, args, None)  # compiled once, by vinyl_execute_sql()
     try:
         key = _key(compiler, args)
     except EmptyResultSet:
@@ -123,12 +127,17 @@ class _VinylCompilers:
 
 
 @maybe_async
-def call_with_io(func: Callable[[], Any]):
-    """Return ``func()``; in async mode, replay it until every query it makes is answered."""
+def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | None = None):
+    """Return ``func()``; in async mode, replay it until every query it makes is answered.
+
+    *finish* is for a function whose first query is its last step (``Query.get_aggregation``):
+    async mode then runs *func* once, up to that query, and returns ``finish(compiler, answer)``
+    instead of replaying it (one pass and one compilation instead of two and three).
+    """
     if not is_async():
         with _VinylCompilers():
             return func()
-    tape: dict[Any, Any] = {}
+    tape: dict[Any, Any] = {} if finish is None else _FINISH
     while True:
         token = _tape.set(tape)
         try:
@@ -138,4 +147,7 @@ def call_with_io(func: Callable[[], Any]):
             need = exc
         finally:
             _tape.reset(token)
-        tape[need.key] = yield need.compiler.vinyl_execute_sql(*need.args)
+        result = yield need.compiler.vinyl_execute_sql(*need.args)
+        if finish is not None:
+            return finish(need.compiler, result)
+        tape[need.key] = result
