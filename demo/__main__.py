@@ -182,7 +182,7 @@ def notified(base_url: str, impl: str) -> int:
 def print_table(results) -> None:
     header = (
         f"{'implementation':<15}{'clients':>8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'order p50':>11}{'order p99':>11}{'orders':>8}{'refused':>9}{'errors':>8}"
+        f"{'p99 ms':>9}{'orders':>8}{'refused':>9}{'errors':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -190,9 +190,16 @@ def print_table(results) -> None:
         print(
             f"{r.impl:<15}{r.concurrency:>8}{r.requests:>10}{r.rate:>9.0f}"
             f"{r.percentile(50):>9.1f}{r.percentile(99):>9.1f}"
-            f"{r.percentile(50, 'order'):>11.1f}{r.percentile(99, 'order'):>11.1f}"
             f"{len(r.placed):>8}{r.statuses[409]:>9}{len(r.errors):>8}"
         )
+    print()
+    actions = ("menu", "order", "status", "report")
+    print(f"{'p50 / p99 ms by endpoint':<24}" + "".join(f"{a:>16}" for a in actions))
+    for r in results:
+        cells = "".join(
+            f"{f'{r.percentile(50, a):.1f} / {r.percentile(99, a):.1f}':>16}" for a in actions
+        )
+        print(f"{r.impl:<15}{r.concurrency:>3} clients{cells}")
     by_key = {(r.impl, r.concurrency): r for r in results}
     ratios = [
         f"{c} client(s): x{by_key['vinyl', c].rate / by_key['django', c].rate:.2f}"
