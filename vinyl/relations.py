@@ -43,6 +43,7 @@ from .flags import is_async
 from .futures import maybe_async
 from .model import ImplicitQueryError, VinylModel, VinylQuerySet, as_vinyl
 from .replay import NeedsQuery, _Installed, _tape, call_with_io
+from .writes import RelatedWrites
 
 try:  # Django >= 6.1: fetch modes
     from django.core.exceptions import FieldFetchBlocked
@@ -292,7 +293,7 @@ _RELATED_WRITES = frozenset(
 )
 
 
-class RelatedManager:
+class RelatedManager(RelatedWrites):
     """``obj.q.<to-many relation>``: Django's related manager, read through VinylQuerySets.
 
     Queryset methods (``filter``, ``count``, ``first``, ``iterator`` …) act on

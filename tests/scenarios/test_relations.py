@@ -218,8 +218,8 @@ def test_related_writes_are_not_delegated_to_the_unfiltered_queryset(library):
     ann = yield Author.vinyl.get(name="Ann")
     # A queryset's create() would not set the author: the related manager must never pass it on.
     for name in ("create", "add", "remove", "clear", "set", "get_or_create"):
-        if name in type(ann.q.books).__dict__:
-            continue  # implemented by vinyl's related writes
+        if any(name in vars(cls) for cls in type(ann.q.books).__mro__[:-1]):
+            continue  # implemented by vinyl's related writes (vinyl.writes.RelatedWrites)
         with pytest.raises(AttributeError):
             getattr(ann.q.books, name)
 

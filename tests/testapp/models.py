@@ -261,3 +261,16 @@ class WSelective(VinylModel):
 
     class Meta:
         select_on_save = True
+
+
+class WGroup(VinylModel):
+    """A many-to-many through a model of its own (through_defaults)."""
+
+    name = models.CharField(max_length=50)
+    members = models.ManyToManyField(Author, through="WMembership", related_name="wgroups")
+
+
+class WMembership(VinylModel):
+    group = models.ForeignKey(WGroup, models.CASCADE)
+    author = models.ForeignKey(Author, models.CASCADE)
+    role = models.CharField(max_length=20, default="member")
