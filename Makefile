@@ -4,12 +4,14 @@
 #   VENV=...        virtualenv folder (default: .venv)
 #   DJANGO=...      a Django requirement installed over the default, e.g. DJANGO='django>=5.2,<6'
 #   PYTEST_ARGS=... extra arguments for pytest
+#   BENCH_ARGS=...  extra arguments for python -m bench, e.g. BENCH_ARGS=--quick
 #   DATABASE_URL    use this PostgreSQL server instead of starting an embedded one in .build/
 
 PYTHON ?=
 VENV ?= .venv
 DJANGO ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 SHELL := bash
 .SHELLFLAGS := -o pipefail -c
@@ -20,7 +22,7 @@ PIP_INSTALL := $(VENV_PYTHON) -m pip install --quiet
 # pip warns once per package about local index folders that lack it (seen on the dev machines).
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
 
-.PHONY: all demo test lint venv FORCE
+.PHONY: all demo test lint bench venv FORCE
 all: test
 
 demo: $(STAMP)
@@ -31,6 +33,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(VENV_PYTHON) -m bench $(BENCH_ARGS)
 
 venv: $(STAMP)
 

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (3 rounds, 0.1 s)")
     parser.add_argument("--rounds", type=int, help="measured rounds per cell (default 7)")
     parser.add_argument(
-        "--batch-seconds", type=float, help="target duration of one batch (default 0.4)"
+        "--batch-seconds", type=float, help="target duration of one batch (default 0.35)"
     )
     parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
@@ -54,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (3 if args.quick else 7)
-    args.batch_seconds = args.batch_seconds or (0.1 if args.quick else 0.4)
+    args.batch_seconds = args.batch_seconds or (0.1 if args.quick else 0.35)
     return args
 
 
