@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, NotSupportedError, models
-from django.db.models import F
+from django.db.models import F, signals
 
 import vinyl
 from tests.scenarios.test_writes import django_state, reset_tables, statements, vinyl_state
@@ -63,13 +63,34 @@ def test_get_or_create_race_reraises_integrity_error_in_a_savepoint(db):
     assert (yield Tag.vinyl.count()) == 2
 
 
+@pytest.fixture
+def outside(db):
+    from tests.scenarios.test_transactions import Outside
+
+    sessions = Outside()
+    yield sessions
+    sessions.close()
+
+
 @both_modes
-def test_get_or_create_race_finds_the_concurrent_row(db):
-    # The lookup misses (iexact on a different spelling is not what the INSERT conflicts on),
-    # so simulate the race: get() fails, the INSERT conflicts, the second get() succeeds.
-    yield Tag.vinyl.create(name="x")
-    tag, created = yield Tag.vinyl.get_or_create(name="x")
-    assert not created
+def test_get_or_create_race_finds_the_concurrent_row(outside):
+    # Another session inserts the row between get_or_create's get() and its INSERT.
+    def racer(sender, instance, **kwargs):
+        if instance.name == "raced":
+            outside.conn.execute("INSERT INTO testapp_tag (name) VALUES ('raced')")
+
+    signals.pre_save.connect(racer, sender=Tag, weak=False)
+    try:
+        with capture_queries() as log:
+            tag, created = yield Tag.vinyl.get_or_create(name="raced")
+    finally:
+        signals.pre_save.disconnect(racer, sender=Tag)
+    assert not created and tag.name == "raced" and tag.pk
+    assert [s.split()[0] for s, _ in log if s.split()[0] in ("SELECT", "INSERT")] == [
+        "SELECT", "INSERT", "SELECT"
+    ]  # fmt: skip
+    assert (yield Tag.vinyl.count()) == 1
+    assert (yield Tag.vinyl.create(name="usable afterwards")).pk
 
 
 @both_modes

@@ -163,3 +163,28 @@ def test_queryset_delete_refuses_what_django_refuses(db):
         yield Tag.vinyl.all()[:1].delete()
     with pytest.raises(TypeError, match="values"):
         yield Tag.vinyl.values("name").delete()
+
+
+@both_modes
+def test_a_failure_mid_delete_leaves_nothing_deleted(db):
+    from django.db.models import signals
+
+    target = yield WTarget.vinyl.create(name="t")
+    yield WRef.vinyl.create(name="r", cascade=target)
+    yield WRef.vinyl.create(name="n", set_null=target)
+
+    class Boom(Exception):
+        pass
+
+    def explode(sender, **kwargs):
+        raise Boom
+
+    signals.post_delete.connect(explode, sender=WRef, weak=False)
+    try:
+        with pytest.raises(Boom):
+            yield target.delete()
+    finally:
+        signals.post_delete.disconnect(explode, sender=WRef)
+    assert (yield WTarget.vinyl.count()) == 1
+    assert (yield WRef.vinyl.filter(set_null=target).count()) == 1
+    assert (yield WRef.vinyl.count()) == 2
