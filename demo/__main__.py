@@ -209,9 +209,42 @@ def print_table(results) -> None:
     print("vinyl / django requests per second: " + ", ".join(ratios))
 
 
-def run_demo(levels: tuple[int, ...], seconds: float) -> int:
-    from demo import loadtest
+def measure(base_url, levels, seconds, customers, dishes):
+    """Load-test both implementations at each level; return the results and the problems found.
 
+    Each implementation gets *seconds* per level, in two halves run in the order A B B A, so a
+    drift of the machine's load (other processes, the growing orders table) hits both alike.
+    Before each half the stock is reset; after it the database is checked.
+    """
+    from demo import loadtest
+    from demo.food.seed import restock
+
+    for impl in ("vinyl", "django"):  # warm up the pools and threads, unmeasured
+        asyncio.run(loadtest.run(base_url, impl, 10, 1, customers, dishes, record=False))
+    results, problems = [], []
+    for i, level in enumerate(levels):
+        first, second = ("vinyl", "django") if i % 2 == 0 else ("django", "vinyl")
+        merged = {impl: loadtest.RunResult(impl, level) for impl in (first, second)}
+        for half, impl in enumerate((first, second, second, first)):
+            restock()
+            before, count = snapshot(), notified(base_url, impl)
+            result = asyncio.run(loadtest.run(
+                base_url, impl, level, seconds / 2, customers, dishes, seed=i * 4 + half))  # fmt: skip
+            found = check_run(result, before, notified(base_url, impl) - count)
+            errors = Counter(result.errors).most_common(3)
+            found += [f"{error} (x{n})" for error, n in errors]
+            problems += [f"{impl} c={level}: {p}" for p in found]
+            merged[impl].absorb(result)
+        for impl in (first, second):
+            result = merged[impl]
+            results.append(result)
+            print(f"  {impl:<6} c={level:<3} {result.requests:6d} requests, "
+                  f"{result.rate:6.0f}/s, p99 {result.percentile(99):6.1f} ms, "
+                  f"{len(result.placed)} orders")  # fmt: skip
+    return results, problems
+
+
+def run_demo(levels: tuple[int, ...], seconds: float) -> int:
     started = time.perf_counter()
     print("vinyl demo: a food-ordering service on Django + vinyl, served by uvicorn")
     with database_url() as server_url:
@@ -221,7 +254,7 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
             from django.core.management import call_command
 
             from demo.food.models import Customer, Dish
-            from demo.food.seed import restock, seed
+            from demo.food.seed import seed
 
             call_command("migrate", verbosity=0)
             seed()
@@ -232,28 +265,9 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
             env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
             try:
                 with running_server(env) as base_url:
-                    print(f"Server: uvicorn at {base_url} (/vinyl/… and /django/…); "
-                          f"{seconds:g} s per run, {len(levels) * 2} runs.")  # fmt: skip
-                    for impl in ("vinyl", "django"):  # warm up pools and threads, unmeasured
-                        asyncio.run(loadtest.run(base_url, impl, 10, 1, customers, dishes,
-                                                 record=False))  # fmt: skip
-                    results, problems = [], []
-                    for i, level in enumerate(levels):
-                        # Alternate who goes first: the orders table grows as the demo runs.
-                        for impl in ("vinyl", "django") if i % 2 == 0 else ("django", "vinyl"):
-                            restock()
-                            before, count = snapshot(), notified(base_url, impl)
-                            result = asyncio.run(loadtest.run(
-                                base_url, impl, level, seconds, customers, dishes, seed=i))  # fmt: skip
-                            found = check_run(result, before, notified(base_url, impl) - count)
-                            errors = Counter(result.errors).most_common(3)
-                            found += [f"{error} (x{n})" for error, n in errors]
-                            problems += [f"{impl} c={level}: {p}" for p in found]
-                            results.append(result)
-                            print(f"  {impl:<6} c={level:<3} {result.requests:6d} requests, "
-                                  f"{result.rate:6.0f}/s, p99 {result.percentile(99):6.1f} ms, "
-                                  f"{len(result.placed)} orders, "
-                                  f"{'check OK' if not found else 'CHECK FAILED'}")  # fmt: skip
+                    print(f"Server: uvicorn at {base_url} (/vinyl/… and /django/…). Load: "
+                          f"{seconds:g} s per implementation and concurrency level.")  # fmt: skip
+                    results, problems = measure(base_url, levels, seconds, customers, dishes)
             finally:
                 close_django()
             print()

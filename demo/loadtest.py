@@ -26,6 +26,16 @@ class RunResult:
     placed: list[int] = field(default_factory=list)  # ids of orders answered 201
     errors: list[str] = field(default_factory=list)  # transport errors and 5xx
 
+    def absorb(self, other: RunResult) -> None:
+        """Add the measurements of another run of the same implementation and level."""
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+        for action, latencies in other.by_action.items():
+            self.by_action.setdefault(action, []).extend(latencies)
+        self.statuses.update(other.statuses)
+        self.placed += other.placed
+        self.errors += other.errors
+
     @property
     def requests(self) -> int:
         return len(self.latencies)
