@@ -94,7 +94,12 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         # Connections wait in the socket's backlog until the server accepts them.
-        httpx.get(f"{base_url}/stats", timeout=30).raise_for_status()
+        try:
+            httpx.get(f"{base_url}/stats", timeout=30).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RuntimeError(
+                f"the demo server did not start (exit code {proc.poll()}); see its output above"
+            ) from exc
         yield base_url
     finally:
         proc.terminate()  # SIGTERM: uvicorn shuts down gracefully (lifespan closes the pools)
@@ -131,7 +136,7 @@ def snapshot() -> dict:
 
 def check_run(result, before: dict, notified: int) -> list[str]:
     """Return what is wrong in the database after *result*'s run (an empty list when all is)."""
-    from collections import Counter, defaultdict
+    from collections import defaultdict
     from decimal import Decimal
 
     from demo.food.models import DeliveryOrder, Dish, Order, OrderLine
@@ -157,9 +162,9 @@ def check_run(result, before: dict, notified: int) -> list[str]:
     incomplete = [pk for pk, total in orders.items() if line_totals.get(pk) != total]
     if incomplete:
         problems.append(f"{len(incomplete)} orders without their lines or with a wrong total")
-    deliveries = DeliveryOrder.objects.filter(pk__gt=before["last_order"]).count()
-    if deliveries > len(orders):
-        problems.append("delivery orders without their parent order")
+    deliveries = DeliveryOrder.objects.filter(pk__gt=before["last_order"]).values_list("pk")
+    if {pk for (pk,) in deliveries} != set(result.deliveries):
+        problems.append("the delivery orders (multi-table rows) differ from those answered")
     for pk, stock in Dish.objects.values_list("pk", "stock"):
         if stock < 0:
             problems.append(f"dish {pk} has a negative stock ({stock})")

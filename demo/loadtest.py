@@ -24,6 +24,7 @@ class RunResult:
     by_action: dict[str, list[float]] = field(default_factory=dict)
     statuses: Counter[int] = field(default_factory=Counter)
     placed: list[int] = field(default_factory=list)  # ids of orders answered 201
+    deliveries: list[int] = field(default_factory=list)  # those of them with an address
     errors: list[str] = field(default_factory=list)  # transport errors and 5xx
 
     def absorb(self, other: RunResult) -> None:
@@ -34,6 +35,7 @@ class RunResult:
             self.by_action.setdefault(action, []).extend(latencies)
         self.statuses.update(other.statuses)
         self.placed += other.placed
+        self.deliveries += other.deliveries
         self.errors += other.errors
 
     @property
@@ -89,7 +91,10 @@ async def _worker(client, result, prefix, deadline, rng, customers, dishes, reco
         if response.status_code >= 500:
             result.errors.append(f"{action}: HTTP {response.status_code} (see the server's log)")
         elif action == "order" and response.status_code == 201:
-            result.placed.append(response.json()["id"])
+            placed = response.json()
+            result.placed.append(placed["id"])
+            if placed["delivery"]:
+                result.deliveries.append(placed["id"])
         elif action == "order" and response.status_code != 409:
             result.errors.append(f"order: HTTP {response.status_code} {response.text[:200]}")
 
