@@ -14,6 +14,7 @@ changes to the instance, which a replay would repeat. Everything around the quer
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.db import DatabaseError, router
@@ -25,7 +26,7 @@ from django.db.models.signals import post_save, pre_save
 from .flags import async_mode, is_async
 from .futures import maybe_async
 from .pool import sql_connection
-from .replay import _tape
+from .replay import SynchronousQueryError, _tape
 from .signals import send
 from .transaction import mark_for_rollback_on_error
 from .writes import in_atomic, insert_objs, update_returning
@@ -466,6 +467,25 @@ def refresh_from_db(
     return None
 
 
+def _refuse_django_caller(obj: Any, method: str) -> None:
+    """Refuse Django's sync code (QuerySet.create, forms, admin …) calling *method* in async mode.
+
+    There it would get an awaitable it drops: the write would silently not happen. Django itself
+    refuses synchronous queries in an event loop (SynchronousOnlyOperation); so does vinyl.
+    """
+    if not is_async() or _tape.get() is not None:
+        return
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    if caller == "django" or caller.startswith("django."):
+        raise SynchronousQueryError(
+            f"Django's synchronous code ({caller}) called {type(obj).__name__}.{method}() in "
+            "async mode, where it returns an awaitable that Django would drop. Use vinyl's API "
+            f"and await it (`await obj.{method}()`, `await {type(obj).__name__}.vinyl.create("
+            "...)`, `await obj.q.<relation>.add(...)`), or run this code in sync mode "
+            "(vinyl.sync_mode(), or a thread without a running event loop)."
+        )
+
+
 class InstanceWrites:
     """The write methods of VinylModel instances (a base class; see the module docstring).
 
@@ -482,6 +502,7 @@ class InstanceWrites:
         update_fields: Any = None,
     ) -> Any:
         """Save the instance, as Django's ``Model.save()`` (maybe-async; None)."""
+        _refuse_django_caller(self, "save")
         return save(
             self,
             force_insert=force_insert,
@@ -509,6 +530,7 @@ class InstanceWrites:
 
     def delete(self, using: str | None = None, keep_parents: bool = False) -> Any:
         """Delete the instance with Django's cascades; maybe-async ``(count, {label: n})``."""
+        _refuse_django_caller(self, "delete")
         return delete(self, using, keep_parents)
 
     delete.alters_data = True  # type: ignore[attr-defined]

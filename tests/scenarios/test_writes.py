@@ -374,3 +374,33 @@ def django_result(db):
 def test_same_database_state_as_django(django_result):
     yield _vinyl_ops()
     assert (yield vinyl_state(*DIFF_MODELS)) == django_result
+
+
+# -- composite primary keys and proxies -----------------------------------------------------------
+
+
+@both_modes
+def test_composite_primary_key_insert_update_delete(ann):
+    from tests.testapp.models import Membership
+
+    book = yield Book.vinyl.create(author=ann, title="A")
+    tag = yield Tag.vinyl.create(name="t")
+    member = yield Membership.vinyl(tag=tag, book=book, role="x").insert()
+    assert member.pk == (tag.pk, book.pk)
+    assert (yield member.update(role="y")) is True
+    member.role = "z"
+    yield member.save()
+    assert (yield Membership.vinyl.values_list("role", flat=True).get()) == "z"
+    assert (yield member.delete()) == (1, {"testapp.Membership": 1})
+    yield Membership.vinyl.bulk_create([Membership(tag=tag, book=book, role="b")])
+    assert (yield Membership.vinyl.count()) == 1
+
+
+@both_modes
+def test_proxy_model_saves_to_the_concrete_table(db):
+    from tests.testapp.models import AuthorProxy
+
+    proxy = yield AuthorProxy.vinyl(name="p").insert()
+    assert (yield Author.vinyl.get(pk=proxy.pk)).name == "p"
+    yield proxy.update(name="q")
+    assert (yield proxy.delete()) == (1, {"testapp.AuthorProxy": 1})  # as Django
