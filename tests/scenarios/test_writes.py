@@ -404,3 +404,41 @@ def test_proxy_model_saves_to_the_concrete_table(db):
     assert (yield Author.vinyl.get(pk=proxy.pk)).name == "p"
     yield proxy.update(name="q")
     assert (yield proxy.delete()) == (1, {"testapp.AuthorProxy": 1})  # as Django
+
+
+@both_modes
+def test_order_with_respect_to_counts_the_group(db):
+    from tests.testapp.models import WGroup, WOrdered
+
+    group = yield WGroup.vinyl.create(name="g")
+    first = yield WOrdered.vinyl(group=group, name="a").insert()
+    second = yield WOrdered.vinyl.create(group=group, name="b")
+    more = yield WOrdered.vinyl.bulk_create(
+        [WOrdered(group=group, name="c"), WOrdered(group=group, name="d")]
+    )
+    assert [first._order, second._order, *(o._order for o in more)] == [0, 1, 2, 3]
+    rows = yield WOrdered.vinyl.values_list("name", "_order")
+    assert rows == [("a", 0), ("b", 1), ("c", 2), ("d", 3)]
+
+
+@both_modes
+def test_concurrent_inserts_and_an_outer_rollback(db, vinyl_mode):
+    stamps = [WStamp.vinyl(name=f"s{i}") for i in range(10)]
+    yield vinyl.gather(*(s.insert() for s in stamps))
+    assert len({s.pk for s in stamps}) == 10
+    assert (yield WStamp.vinyl.count()) == 10
+
+    class Undo(Exception):
+        pass
+
+    @vinyl.maybe_async
+    def body():
+        yield WGrandChild.vinyl(name="g").insert()
+        yield WStamp.vinyl.filter(name="s0").delete()
+        raise Undo
+
+    from vinyl.writes import in_atomic
+
+    with pytest.raises(Undo):
+        yield in_atomic("default", body, savepoint=True)
+    assert (yield WParent.vinyl.count()) == 0 and (yield WStamp.vinyl.count()) == 10

@@ -274,3 +274,13 @@ class WMembership(VinylModel):
     group = models.ForeignKey(WGroup, models.CASCADE)
     author = models.ForeignKey(Author, models.CASCADE)
     role = models.CharField(max_length=20, default="member")
+
+
+class WOrdered(VinylModel):
+    """Meta.order_with_respect_to: save() and bulk_create() compute _order with a query."""
+
+    group = models.ForeignKey(WGroup, models.CASCADE, related_name="ordered")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        order_with_respect_to = "group"
