@@ -9,7 +9,13 @@ import pytest
 from django.db.models import signals
 
 import vinyl
-from tests.scenarios.test_writes import django_state, reset_tables, statements, vinyl_state
+from tests.scenarios.test_writes import (
+    django_state,
+    reset_tables,
+    statements,
+    verbs,
+    vinyl_state,
+)
 from tests.testapp.models import Author, Book, Note, Shelf, Tag, WGroup, WMembership
 from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
@@ -191,7 +197,7 @@ def _django_ops() -> None:
     ann.books.add(b)
     ann.edited.add(a, b)
     ann.edited.remove(a)
-    tags = [Tag.objects.create(name=n) for n in "xyz"]
+    tags = Tag.objects.bulk_create([Tag(name=n) for n in "xyz"])
     a.tags.add(*tags[:2])
     a.tags.set([tags[1], tags[2]])
     tags[0].books.add(b)
@@ -227,13 +233,20 @@ DIFF_MODELS = (Author, Book, Tag, Book.tags.through, WGroup, WMembership)
 
 @pytest.fixture
 def django_result(db):
-    _django_ops()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        _django_ops()
     state = django_state(*DIFF_MODELS)
     reset_tables()
-    return state
+    return state, verbs([q["sql"] for q in ctx.captured_queries])
 
 
 @both_modes
-def test_same_database_state_as_django(django_result):
-    yield _vinyl_ops()
-    assert (yield vinyl_state(*DIFF_MODELS)) == django_result
+def test_same_database_state_and_statements_as_django(django_result):
+    state, statements_run = django_result
+    with capture_queries() as log:
+        yield _vinyl_ops()
+    assert (yield vinyl_state(*DIFF_MODELS)) == state
+    assert verbs([sql for sql, _ in log]) == statements_run

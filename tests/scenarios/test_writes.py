@@ -67,6 +67,12 @@ def vinyl_state(*models_: type[models.Model]):
     return state
 
 
+def verbs(sqls: list[str]) -> list[str]:
+    """The first word of each data statement (transaction control differs by mode)."""
+    words = (sql.split()[0].upper() for sql in sqls)
+    return [w for w in words if w in ("SELECT", "INSERT", "UPDATE", "DELETE")]
+
+
 def statements(log: list, verb: str) -> list[str]:
     """The logged statements starting with *verb* (transaction control differs by mode)."""
     return [sql for sql, _ in log if sql.lstrip().upper().startswith(verb)]
@@ -364,16 +370,23 @@ DIFF_MODELS = (Author, Book, WStamp, WParent, WChild, WGrandChild)
 
 @pytest.fixture
 def django_result(db):
-    _django_ops()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        _django_ops()
     state = django_state(*DIFF_MODELS)
     reset_tables()
-    return state
+    return state, verbs([q["sql"] for q in ctx.captured_queries])
 
 
 @both_modes
-def test_same_database_state_as_django(django_result):
-    yield _vinyl_ops()
-    assert (yield vinyl_state(*DIFF_MODELS)) == django_result
+def test_same_database_state_and_statements_as_django(django_result):
+    state, statements_run = django_result
+    with capture_queries() as log:
+        yield _vinyl_ops()
+    assert (yield vinyl_state(*DIFF_MODELS)) == state
+    assert verbs([sql for sql, _ in log]) == statements_run
 
 
 # -- composite primary keys and proxies -----------------------------------------------------------
