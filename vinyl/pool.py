@@ -8,7 +8,9 @@ so a value read through vinyl equals the value Django reads. Pool sizing lives u
     DATABASES = {"default": {..., "VINYL": {"min_size": 2, "max_size": 10, "timeout": 30}}}
 
 Every key of that dict is passed to ``AsyncConnectionPool`` (``max_lifetime``, ``max_idle``,
-``reconnect_timeout``, ``check`` …). Sync mode never uses these pools: it runs on Django's own
+``reconnect_timeout``, ``check`` …). ``check`` defaults to
+``AsyncConnectionPool.check_connection``: a connection that died while idle is replaced on
+checkout instead of failing an operation. Sync mode never uses these pools: it runs on Django's own
 connection.
 """
 
@@ -41,7 +43,16 @@ __all__ = ["PoolExhausted", "close_pools", "get_pool", "shielded", "sql_connecti
 
 T = TypeVar("T")
 
-DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
+# check: a connection is tested (one empty statement) before it is lent, so one killed while idle
+# (server restart, failover, pg_terminate_backend, a proxy's idle timeout) is replaced instead of
+# failing the operation that gets it; ~15-35 us per checkout on localhost. "check": None turns
+# it off.
+DEFAULT_POOL = {
+    "min_size": 1,
+    "max_size": 10,
+    "timeout": 30.0,
+    "check": AsyncConnectionPool.check_connection,
+}
 
 
 class PoolExhausted(OperationalError):

@@ -135,8 +135,10 @@ def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
     try:
         yield alias
     finally:
-        if hasattr(connections._connections, alias):
-            connections[alias].close()
+        wrapper = getattr(connections._connections, alias, None)
+        if wrapper is not None:
+            if wrapper.connection is not None:
+                wrapper.close()  # sync code only: Django refuses it in an event loop
             delattr(connections._connections, alias)
         del connections.settings[alias]
         vinyl_pool._compile_wrappers.pop(alias, None)
@@ -177,6 +179,16 @@ class PrivateServer:
         with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             self.db._stop(self.pgdata)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def ann(server):
+    """One author, Ann, seeded with Django; Django's connection closed again."""
+    from tests.testapp.models import Author
+
+    author = Author.objects.create(name="Ann")
+    connections["default"].close()
+    return author
 
 
 @pytest.fixture
