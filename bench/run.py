@@ -4,7 +4,7 @@ One run, one database (``vinyl_bench``, created and dropped on the server of ``$
 or of the embedded development server when it is unset). Each (workload, system) cell is warmed
 up and calibrated to a batch of about ``--batch-seconds``; then ``--rounds`` rounds run every
 cell once, interleaved (the systems' order rotates each round), and the table shows the median
-ops/s of each cell and ratios between systems.
+ops/s of each cell, the median CPU time this process spent per operation, and ratios.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ TARGETS = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (3 rounds, 0.1 s)")
-    parser.add_argument("--rounds", type=int, help="measured rounds per cell (default 7)")
     parser.add_argument(
-        "--batch-seconds", type=float, help="target duration of one batch (default 0.35)"
+        "--quick", action="store_true", help="a short run (5 rounds of 0.05 s batches)"
+    )
+    parser.add_argument("--rounds", type=int, help="measured rounds per cell (default 21)")
+    parser.add_argument(
+        "--batch-seconds", type=float, help="target duration of one batch (default 0.12)"
     )
     parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
@@ -53,8 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "instead of benchmarking",
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (3 if args.quick else 7)
-    args.batch_seconds = args.batch_seconds or (0.1 if args.quick else 0.35)
+    args.rounds = args.rounds or (5 if args.quick else 21)
+    args.batch_seconds = args.batch_seconds or (0.05 if args.quick else 0.12)
     return args
 
 
@@ -166,7 +168,6 @@ class Bench:
         impl = self.systems[system]
         start = self.counter
         self.counter += n * (bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1)
-        gc.collect()
         if impl.is_async:
 
             async def timed() -> tuple[float, float]:
@@ -246,6 +247,11 @@ def measure(bench: Bench, workloads: list[str], args: argparse.Namespace) -> Res
     for workload in workloads:
         for system in SYSTEMS:
             sizes[workload, system] = bench.calibrate(system, workload, args.batch_seconds)
+    # Whatever exists now lives to the end: out of the collector's way, so that a full collection
+    # does not land in one batch (short batches, many rounds: the load of the machine, which
+    # changes by the second, is spread over every system alike).
+    gc.collect()
+    gc.freeze()
     results = Results()
     for r in range(args.rounds):
         order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
