@@ -361,3 +361,15 @@ def test_multi_table_bulk_create_gives_the_rows_django_saves(django_multi_table)
     yield WChild.vinyl.bulk_create([WChild(name="c1", extra=1), WChild(name="c2", extra=2)])
     yield WChild.vinyl.filter(extra=2).update(name="two", extra=20)
     assert (yield vinyl_state(WParent, WChild)) == django_multi_table
+
+
+@both_modes
+def test_multi_table_bulk_create_with_explicit_pks_gives_them_to_the_parents(db):
+    objs = [WGrandChild(pk=500 + i, name=f"g{i}") for i in range(2)]
+    objs.append(WGrandChild(name="auto"))
+    yield WGrandChild.vinyl.bulk_create(objs)
+    assert [o.pk for o in objs[:2]] == [500, 501] and objs[2].pk not in (500, 501)
+    parents = yield WParent.vinyl.order_by("pk").values_list("pk", "name")
+    assert parents == sorted((o.pk, o.name) for o in objs)
+    children = yield WGrandChild.vinyl.order_by("pk").values_list("wchild_ptr_id", flat=True)
+    assert children == sorted(o.pk for o in objs)
