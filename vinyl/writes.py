@@ -628,9 +628,23 @@ class QuerySetWrites:
 
 
 def _save(obj: Any, **kwargs: Any) -> Any:
-    """Save *obj* in the current mode, whether or not its class is a VinylModel."""
-    from .instance import save
+    """Save *obj* in the current mode (maybe-async), as Django's writes call ``obj.save()``.
 
+    A VinylModel whose class overrides save() gets its own save() called, as in Django (in async
+    mode the override must return ``super().save(...)``). Other models (a VinylManager put on a
+    plain Django model) are saved by vinyl's implementation of ``Model.save()``.
+    """
+    from .instance import InstanceWrites, save
+
+    if isinstance(obj, InstanceWrites) and type(obj).save is not InstanceWrites.save:
+        result = obj.save(**kwargs)
+        if is_async() and not inspect.isawaitable(result):
+            raise TypeError(
+                f"{type(obj).__name__}.save() returned {result!r} in async mode: an override of "
+                "save() on a VinylModel must return super().save(...) (an awaitable in async "
+                "mode), or the save never runs."
+            )
+        return result
     return save(obj, **kwargs)
 
 

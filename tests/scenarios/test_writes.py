@@ -459,3 +459,16 @@ def test_concurrent_inserts_and_an_outer_rollback(db, vinyl_mode):
     with pytest.raises(Undo):
         yield in_atomic("default", body, savepoint=True)
     assert (yield WParent.vinyl.count()) == 0 and (yield WStamp.vinyl.count()) == 10
+
+
+@both_modes
+def test_an_overridden_save_runs_in_create_and_related_writes(db):
+    from tests.testapp.models import WSlugged
+
+    obj = yield WSlugged.vinyl.create(title="Hello World")
+    assert obj.slug == "hello-world"
+    got, created = yield WSlugged.vinyl.update_or_create(title="Hello World", defaults={})
+    assert not created and got.pk == obj.pk
+    obj.title = "Bye Now"
+    yield obj.save()
+    assert (yield WSlugged.vinyl.values_list("slug", flat=True).get()) == "bye-now"

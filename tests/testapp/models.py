@@ -284,3 +284,14 @@ class WOrdered(VinylModel):
 
     class Meta:
         order_with_respect_to = "group"
+
+
+class WSlugged(VinylModel):
+    """An overridden save(), the way a universal one is written: it returns super().save()."""
+
+    title = models.CharField(max_length=50)
+    slug = models.CharField(max_length=50, blank=True)
+
+    def save(self, *args, **kwargs):
+        self.slug = self.title.lower().replace(" ", "-")
+        return super().save(*args, **kwargs)
