@@ -1,6 +1,6 @@
 """The same views written with Django's own async API, for comparison.
 
-Reads use the ``a``-methods (``aget``, ``acount``, ``aaggregate``, ``async for``), which run the
+Reads use the ``a``-methods (``afirst``, ``acount``, ``aaggregate``, ``async for``), which run the
 sync ORM in a worker thread. Django has no async transaction, so placing an order runs a
 ``transaction.atomic``-wrapped sync function through ``sync_to_async`` — the way Django's docs
 recommend.
@@ -11,17 +11,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, Prefetch, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, JsonResponse
 
 from . import services
-from .models import Customer, DeliveryOrder, Dish, Order, OrderLine
+from .models import Customer, DeliveryOrder, Dish, Order, OrderLine, Tag
 
 
 async def dishes(request: HttpRequest) -> JsonResponse:
-    menu = Dish.objects.prefetch_related("tags").order_by("name")
+    # Tag.objects, not the default manager: VinylModel's default manager is `vinyl`, and these
+    # views must run Django's code only.
+    menu = Dish.objects.prefetch_related(Prefetch("tags", Tag.objects.all())).order_by("name")
     if tag := request.GET.get("tag"):
         menu = menu.filter(tags__name=tag)
     return JsonResponse({"dishes": [services.dish_as_dict(dish) async for dish in menu]})
@@ -30,7 +32,7 @@ async def dishes(request: HttpRequest) -> JsonResponse:
 @transaction.atomic
 def _place_order(customer: int, items: dict[int, int], address: str) -> dict:
     try:
-        customer = Customer.objects.get(pk=customer)
+        buyer = Customer.objects.get(pk=customer)
     except Customer.DoesNotExist:
         raise services.OrderRejected(f"no customer {customer}") from None
     dishes = list(Dish.objects.select_for_update().filter(pk__in=items).order_by("pk"))
@@ -41,18 +43,17 @@ def _place_order(customer: int, items: dict[int, int], address: str) -> dict:
         if dish.stock < items[dish.pk]:
             raise services.OutOfStock(f"{dish.name}: {items[dish.pk]} wanted, {dish.stock} left")
     total = sum((dish.price * items[dish.pk] for dish in dishes), Decimal(0))
-    fields = {"customer": customer, "total": total, "source": "django"}
-    if address:
-        order = DeliveryOrder.objects.create(address=address, **fields)
-    else:
-        order = Order.objects.create(**fields)
+    fields = {"customer": buyer, "total": total, "source": "django"}
+    order = DeliveryOrder(address=address, **fields) if address else Order(**fields)
+    # Django's own Model.save: VinylModel.save is vinyl's (it follows the mode), and
+    # Order.objects.create() would call it.
+    models.Model.save(order, force_insert=True)
     OrderLine.objects.bulk_create(
         OrderLine(order=order, dish=dish, quantity=items[dish.pk], unit_price=dish.price)
         for dish in dishes
     )
     for dish in dishes:
-        dish.stock -= items[dish.pk]
-        dish.save(update_fields=["stock"])
+        Dish.objects.filter(pk=dish.pk).update(stock=dish.stock - items[dish.pk])
     transaction.on_commit(lambda: services.notify_kitchen(order.pk, "django"))
     return {"id": order.pk, "total": str(total), "delivery": bool(address)}
 

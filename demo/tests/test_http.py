@@ -71,3 +71,22 @@ async def test_same_answers(ids, client):
                 assert bad == [404, 400, 409, 400], prefix
     finally:
         await vinyl.close_pools()
+
+
+@pytest.mark.anyio
+async def test_django_views_run_no_vinyl_code(ids, client):
+    """The comparison is fair only if /django/… runs Django's ORM alone."""
+    from vinyl.connection import capture_queries
+
+    customer, dishes = ids
+    body = {"customer": customer, "items": [[dishes["Ramen"], 1]], "address": "4 Low St"}
+    try:
+        async with client:
+            for prefix, expect_vinyl in (("django", False), ("vinyl", True)):
+                with capture_queries() as log:
+                    placed = await client.post(f"/{prefix}/orders", json=body)
+                    for path in ("dishes", f"orders/{placed.json()['id']}", "report"):
+                        assert (await client.get(f"/{prefix}/{path}")).status_code == 200
+                assert bool(log) is expect_vinyl, (prefix, log)
+    finally:
+        await vinyl.close_pools()
