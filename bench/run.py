@@ -46,6 +46,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-seconds", type=float, help="target duration of one batch (default 0.12)"
     )
     parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="vinyl's pool lends connections without testing them first (as raw psycopg's pool)",
+    )
+    parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
     )
     parser.add_argument(
@@ -274,7 +279,8 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
     lines = [
         f"ops/s, median of {args.rounds} interleaved rounds (Python {platform.python_version()}, "
         f"Django {django.get_version()}, psycopg {psycopg.__version__}, "
-        f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE})",
+        f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE}"
+        f"{', vinyl without checkout check' if args.no_check else ''})",
         "",
         "".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS),
     ]
@@ -356,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"Unknown workload {workload!r}; choose from {', '.join(keys)}.")
     began = time.perf_counter()
     with server_url() as url, bench_database(url):
-        bench_settings.configure(url)
+        bench_settings.configure(url, check=not args.no_check)
         create_schema()
         bench = Bench()
         try:

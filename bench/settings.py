@@ -24,8 +24,15 @@ WORKLOADS = [
 ]
 
 
-def database(url: str, name: str = DATABASE_NAME) -> dict[str, Any]:
-    """Django's DATABASES entry for database *name* on the server of *url*."""
+def database(url: str, name: str = DATABASE_NAME, check: bool = True) -> dict[str, Any]:
+    """Django's DATABASES entry for database *name* on the server of *url*.
+
+    *check* False turns off the test vinyl's pool makes of each connection it lends (one round
+    trip); raw psycopg's pool in the benchmark makes none.
+    """
+    pool: dict[str, Any] = {"min_size": POOL_SIZE, "max_size": POOL_SIZE, "timeout": 30}
+    if not check:
+        pool["check"] = None
     parts = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -35,18 +42,18 @@ def database(url: str, name: str = DATABASE_NAME) -> dict[str, Any]:
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
         # vinyl's async pool: the same size as the raw psycopg pool it is compared with.
-        "VINYL": {"min_size": POOL_SIZE, "max_size": POOL_SIZE, "timeout": 30},
+        "VINYL": pool,
     }
 
 
-def configure(url: str) -> None:
+def configure(url: str, check: bool = True) -> None:
     """Configure Django for the benchmark database on the server of *url* and set it up."""
     import django
     from django.conf import settings
 
     settings.configure(
         DEBUG=False,  # no query log
-        DATABASES={"default": database(url)},
+        DATABASES={"default": database(url, check=check)},
         INSTALLED_APPS=["bench"],
         USE_TZ=True,
         TIME_ZONE="Europe/Amsterdam",
