@@ -58,6 +58,7 @@ class _Stream:
         self.pinned = False
         self.own_transaction = False
         self.finished = False
+        self.broken_off = False  # closed before its end (aclose, loop shutdown, finaliser)
 
     @maybe_async
     def open(self):
@@ -203,6 +204,7 @@ async def _iterate_async(state: _Stream) -> Any:
         failed = False
     except GeneratorExit:  # aclose(): the loop broke off, a clean end
         failed = False
+        state.broken_off = True
         raise
     finally:
         with _mode(True):
@@ -235,25 +237,37 @@ class AsyncStream:
     then, so queries in the loop's body need another one from the pool.
     """
 
-    __slots__ = ("_agen",)
+    __slots__ = ("_agen", "_state", "_closed")
 
     def __init__(self, state: _Stream) -> None:
         self._agen = _iterate_async(state)
+        self._state = state
+        self._closed = False
 
     def __aiter__(self) -> AsyncStream:
         return self
 
     def __anext__(self) -> Any:
+        if self._state.broken_off and not self._closed:
+            # Not closed by its consumer: the event loop that ran it shut down (asyncio closes
+            # open async generators then). Ending quietly would pass for the end of the rows.
+            raise RuntimeError(
+                "This iterator() stream was closed before its end because the event loop it "
+                "ran on shut down (or finalised it). A stream belongs to its event loop: iterate "
+                "it to its end, or aclose() it, in that loop."
+            )
         return self._agen.__anext__()
 
     async def aclose(self) -> None:
         """Stop the stream and release its cursor and connection."""
+        self._closed = True
         await self._agen.aclose()
 
     async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closed = True
         await self._agen.aclose()
 
     def __iter__(self) -> Any:

@@ -79,6 +79,7 @@ class Pin:
         self.conn = conn
         self.pool = pool
         self.owner = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
         self.savepoint_ids: list[str | None] = []
         self.run_on_commit: list[tuple[set[str], Callable[[], Any], bool]] = []
         self.needs_rollback = False
@@ -107,11 +108,20 @@ class Pin:
         self._holder, self._depth = task, 1
 
     def check_open(self) -> None:
-        """Raise TransactionManagementError if the block has ended (a child task outlived it)."""
+        """Raise TransactionManagementError if the block has ended (a child task outlived it)
+        or belongs to another event loop (a context copied into another thread's loop)."""
         if self.closed:
             raise TransactionManagementError(
                 f"This task inherited an atomic() block on database {self.alias!r} that has "
                 "already ended; await child tasks before the block exits."
+            )
+        if asyncio._get_running_loop() is not self.loop:
+            # Its connection and lock belong to that loop: using them here would race it.
+            raise TransactionManagementError(
+                f"This code inherited an atomic() block on database {self.alias!r} that runs in "
+                "another event loop (the context was copied into another thread, e.g. by "
+                "asyncio.to_thread, and a new loop started there). Run the work in the block's "
+                "own loop, or in a fresh contextvars.Context() for a transaction of its own."
             )
 
     def _check(self, check: bool) -> None:
