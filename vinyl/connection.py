@@ -174,7 +174,7 @@ def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MU
             cursor = handle.cursor()
             try:
                 yield guard(cursor.execute(sql, params))  # see guard(): cancellation
-                if result == MULTI or result == ALL_ROWS:
+                if result in (MULTI, ALL_ROWS):
                     value = yield cursor.fetchall()
                 elif result == SINGLE:
                     value = yield cursor.fetchone()
