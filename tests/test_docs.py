@@ -143,7 +143,8 @@ def _run_pytest_block(code: str, where: str) -> None:
             path.unlink()
         folder.rmdir()
     assert result.returncode == 0, f"{where}: pytest failed\n{result.stdout}\n{result.stderr}"
-    assert " passed" in result.stdout, result.stdout
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, f"{where}: {summary}"
 
 
 @pytest.mark.parametrize("page", [p.name for p in PAGES])
