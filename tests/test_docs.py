@@ -147,6 +147,13 @@ def _run_pytest_block(code: str, where: str) -> None:
     assert " passed" in summary and "skipped" not in summary, f"{where}: {summary}"
 
 
+async def _run_on_loop(compiled, namespace: dict) -> None:
+    # Evaluated on the loop even without an await, so auto mode is async for the whole block.
+    result = eval(compiled, namespace)
+    if inspect.iscoroutine(result):
+        await result
+
+
 @pytest.mark.parametrize("page", [p.name for p in PAGES])
 def test_page(page, db):
     from vinyl import close_pools
@@ -161,9 +168,7 @@ def test_page(page, db):
                 exec(compile(code, where, "exec"), namespace)
             elif mode == "async":
                 compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-                result = eval(compiled, namespace)
-                if inspect.iscoroutine(result):
-                    runner.run(result)
+                runner.run(_run_on_loop(compiled, namespace))
             elif mode == "models":
                 _run_models_block(code, where)
             elif mode == "settings":
