@@ -31,6 +31,7 @@ DATABASES["serializable"] = {
 DATABASES["reliability"] = {
     **database_from_url(os.environ["DATABASE_URL"]),
     "VINYL": {"min_size": 2, "max_size": 10, "timeout": 30},
+    "CONN_HEALTH_CHECKS": True,  # idle connections killed on the server are replaced on checkout
     "TEST": {"MIRROR": "default"},
 }
 INSTALLED_APPS = [
