@@ -90,8 +90,9 @@ async def test_backend_killed_mid_stream(server, fifty):
 
 
 async def test_idle_pooled_connections_killed_are_replaced_on_checkout(server, ann):
-    """Connections killed while idle in the pool: the pool's check (vinyl's default) replaces
-    them on checkout, so no operation fails."""
+    """Connections killed while idle in the pool: with CONN_HEALTH_CHECKS (set on the reliability
+    alias) the pool checks each on checkout and replaces dead ones, so no operation fails."""
+    assert connections.settings[ALIAS]["CONN_HEALTH_CHECKS"]
     await asyncio.gather(*(Author.vinyl.using(ALIAS).count() for _ in range(30)))
     await pool_settled(ALIAS)
     pids = await pooled_pids(ALIAS)
@@ -104,10 +105,11 @@ async def test_idle_pooled_connections_killed_are_replaced_on_checkout(server, a
     await close_pools()
 
 
-async def test_without_check_each_dead_idle_connection_fails_once(server):
-    """With ``"check": None`` a connection killed while idle fails the operation that gets it
-    (Django's OperationalError); the pool then discards it and the operations after succeed."""
-    with temporary_alias("nocheck", VINYL={"min_size": 3, "max_size": 3, "check": None}):
+async def test_without_health_checks_each_dead_idle_connection_fails_once(server):
+    """By default (no CONN_HEALTH_CHECKS) a connection killed while idle fails the operation that
+    gets it (Django's OperationalError); the pool then discards it and the operations after
+    succeed."""
+    with temporary_alias("nocheck", CONN_HEALTH_CHECKS=False, VINYL={"min_size": 3, "max_size": 3}):
         await asyncio.gather(*(Author.vinyl.using("nocheck").count() for _ in range(9)))
         await pool_settled("nocheck")
         pids = await pooled_pids("nocheck")
@@ -178,9 +180,9 @@ async def test_server_restart_mid_run(private_server, private_alias):
         after = outcomes[restarted_at:]
         assert ok_before > 0 and "error" in outcomes  # the outage was felt
         assert all(type(e) in DJANGO_ERRORS for e in errors), {type(e) for e in errors}
-        assert len(errors) <= 8  # only transactions in flight at the restart (max_size 8)
-        # Once the server is back, every transaction commits (dead idle connections are replaced
-        # on checkout): at most the ones already running at the restart fail.
+        assert len(errors) <= 8  # at most one per pooled connection (max_size 8)
+        # Once the server is back, every transaction commits: each dead connection fails at most
+        # one transaction, then the pool discards and replaces it.
         settled = after[40:]
         assert settled and set(settled) == {"ok"}, after.count("error")
         committed = await authors.filter(name__startswith="w").count()
