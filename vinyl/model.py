@@ -15,6 +15,7 @@ from django.db import NotSupportedError, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
+from .evaluation import Evaluation, native_a_method
 from .flags import async_mode, is_async
 from .futures import maybe_async, ready
 from .instance import InstanceWrites
@@ -34,7 +35,7 @@ class ImplicitQueryError(RuntimeError):
     """An unevaluated queryset or unloaded relation was used where async mode cannot wait."""
 
 
-class VinylQuerySet(QuerySetWrites, QuerySet):
+class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
     """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
 
     def __init__(self, model=None, query=None, using=None, hints=None):
@@ -86,24 +87,6 @@ class VinylQuerySet(QuerySetWrites, QuerySet):
                 "Evaluate it first: `objs = await qs`, `async for obj in qs`, `await qs.first()`, "
                 "`await qs.count()` or `await qs.exists()`."
             )
-
-    def __await__(self):
-        if not is_async():
-            raise TypeError(
-                "A VinylQuerySet was awaited in sync mode; in sync mode iterate it or call "
-                "list(qs) instead (the mode is set by vinyl.set_async / sync_mode / async_mode)."
-            )
-        return self._fetch().__await__()
-
-    def __vinyl_resolve__(self) -> list[Any]:
-        return self._fetch()
-
-    def __aiter__(self):
-        return self._aiter()
-
-    async def _aiter(self):
-        for obj in await self._fetch():
-            yield obj
 
     def __repr__(self) -> str:
         # Django's repr runs the query; async mode cannot, and a repr must not raise.
@@ -268,25 +251,12 @@ class VinylQuerySet(QuerySetWrites, QuerySet):
         return qs
 
 
-def _native(name: str) -> Any:
-    async def method(self: VinylQuerySet, *args: Any, **kwargs: Any) -> Any:
-        with async_mode():
-            return await getattr(self, name)(*args, **kwargs)
-
-    method.__name__ = method.__qualname__ = f"a{name}"
-    method.__doc__ = (
-        f"Return ``await qs.{name}(...)`` run in async mode: Django's a-method, but on vinyl's "
-        "async connection instead of the sync ORM in a worker thread."
-    )
-    return method
-
-
 # Django's a-methods of the read API, natively async (their sync twins follow the mode).
 for _name in (
     "get", "first", "last", "earliest", "latest", "count", "exists", "contains", "aggregate",
     "in_bulk", "explain",
 ):  # fmt: skip
-    setattr(VinylQuerySet, f"a{_name}", _native(_name))
+    setattr(VinylQuerySet, f"a{_name}", native_a_method(_name))
 
 
 def as_vinyl(queryset: QuerySet) -> VinylQuerySet:

@@ -18,6 +18,7 @@ from django.db.models.query import RawQuerySet
 from django.db.models.sql.query import RawQuery
 
 from .connection import DESCRIBED, run
+from .evaluation import Evaluation
 from .flags import is_async
 from .futures import maybe_async
 
@@ -85,7 +86,7 @@ class VinylRawQuery(RawQuery):
         return iter(self.cursor)
 
 
-class VinylRawQuerySet(RawQuerySet):
+class VinylRawQuerySet(Evaluation, RawQuerySet):
     """A RawQuerySet whose evaluation follows the mode: ``await qs`` / ``async for`` in async mode.
 
     Mirrors ``QuerySet.raw()``'s result (same instances, annotations, translations, deferred
@@ -139,21 +140,3 @@ class VinylRawQuerySet(RawQuerySet):
         if is_async():
             self.query._execute_query()  # raises ImplicitQueryError
         self._fetch()
-
-    def __await__(self):
-        if not is_async():
-            raise TypeError(
-                "A VinylRawQuerySet was awaited in sync mode; iterate it or call list(qs) "
-                "instead (the mode is set by vinyl.set_async / sync_mode / async_mode)."
-            )
-        return self._fetch().__await__()
-
-    def __vinyl_resolve__(self) -> list[Any]:
-        return self._fetch()
-
-    def __aiter__(self):
-        return self._aiter()
-
-    async def _aiter(self):
-        for obj in await self._fetch():
-            yield obj
