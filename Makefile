@@ -30,6 +30,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	@# The demo project's own tests (its conftest loads the demo's settings); 5 = none selected.
+	$(VENV_PYTHON) -m pytest demo/tests $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
