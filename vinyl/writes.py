@@ -30,7 +30,8 @@ from django.db.models.utils import resolve_callables
 
 from .compiler import compiler_for
 from .connection import ALL_ROWS, prepare, run
-from .flags import async_mode, is_async
+from .evaluation import native_a_method
+from .flags import is_async
 from .futures import maybe_async
 from .pool import sql_connection
 from .replay import call_with_io
@@ -166,17 +167,7 @@ def update_returning(queryset: QuerySet, values: list[Any], returning_fields: An
 
 
 def _native(name: str) -> Any:
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with async_mode():
-            return await getattr(self, name)(*args, **kwargs)
-
-    method.__name__ = method.__qualname__ = f"a{name}"
-    method.__doc__ = (
-        f"Return ``await qs.{name}(...)`` run in async mode: Django's a-method, but on vinyl's "
-        "async connection instead of the sync ORM in a worker thread."
-    )
-    method.alters_data = True  # type: ignore[attr-defined]
-    return method
+    return native_a_method(name, alters_data=True)
 
 
 # -- the queryset methods ----------------------------------------------------------------------------
