@@ -46,9 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-seconds", type=float, help="target duration of one batch (default 0.12)"
     )
     parser.add_argument(
-        "--no-check",
+        "--health-checks",
         action="store_true",
-        help="vinyl's pool lends connections without testing them first (as raw psycopg's pool)",
+        help="set CONN_HEALTH_CHECKS: vinyl's pool tests each connection before lending it",
     )
     parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
@@ -280,7 +280,7 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
         f"ops/s, median of {args.rounds} interleaved rounds (Python {platform.python_version()}, "
         f"Django {django.get_version()}, psycopg {psycopg.__version__}, "
         f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE}"
-        f"{', vinyl without checkout check' if args.no_check else ''})",
+        f"{', vinyl with CONN_HEALTH_CHECKS' if args.health_checks else ''})",
         "",
         "".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS),
     ]
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"Unknown workload {workload!r}; choose from {', '.join(keys)}.")
     began = time.perf_counter()
     with server_url() as url, bench_database(url):
-        bench_settings.configure(url, check=not args.no_check)
+        bench_settings.configure(url, check=args.health_checks)
         create_schema()
         bench = Bench()
         try:
