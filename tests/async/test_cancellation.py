@@ -13,6 +13,7 @@ import pytest
 from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
+from tests.pools import pool_settled
 from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
@@ -21,15 +22,6 @@ from vinyl.pool import close_pools, get_pool, sql_connection
 pytestmark = pytest.mark.anyio
 
 
-async def pool_settled(alias="default", timeout=5.0):
-    """Wait until every connection of the pool is idle in it; return its stats."""
-    pool = await get_pool(alias)
-    with anyio.fail_after(timeout):
-        while True:
-            stats = pool.get_stats()
-            if stats["pool_available"] == stats["pool_size"] >= pool.min_size:
-                return stats
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -55,11 +47,6 @@ async def outside(django_pid):
 
 
 
-@pytest.fixture
-def django_pid(db):
-    """The server process of Django's own connection (the db fixture closes it)."""
-    django_connection.ensure_connection()
-    return django_connection.connection.info.backend_pid
 
 async def _status():
     row = await run("default", "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' "

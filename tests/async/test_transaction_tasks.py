@@ -11,15 +11,15 @@ import contextvars
 import anyio
 import pytest
 from django.db import OperationalError
-from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
 import vinyl
+from tests.pools import pool_settled
 from tests.scenarios.test_transactions import Boom, Outside
 from tests.testapp.models import Author, Book
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, acquire, run, run_on
-from vinyl.pool import close_pools, get_pool
+from vinyl.pool import close_pools
 
 pytestmark = pytest.mark.anyio
 
@@ -40,21 +40,7 @@ async def outside(django_pid):
 
 
 
-@pytest.fixture
-def django_pid(db):
-    """The server process of Django's own connection (the db fixture closes it)."""
-    django_connection.ensure_connection()
-    return django_connection.connection.info.backend_pid
 
-async def pool_settled(alias="default", timeout=5.0):
-    """Wait until every connection of the pool is idle in it; return its stats."""
-    pool = await get_pool(alias)
-    with anyio.fail_after(timeout):
-        while True:
-            stats = pool.get_stats()
-            if stats["pool_available"] == stats["pool_size"] >= pool.min_size:
-                return stats
-            await asyncio.sleep(0.01)
 
 
 def insert(name):

@@ -3,7 +3,6 @@ a private PostgreSQL server that a test may restart (never the shared one)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -13,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import psycopg
 import pytest
 from django.apps import apps
 from django.db import connections
 
+from tests.pools import pool_settled  # noqa: F401  (re-exported for the reliability tests)
 from vinyl import pool as vinyl_pool
 
 ALIAS = "reliability"  # tests/settings.py: the test database, a pool of max_size 10
@@ -102,17 +101,6 @@ def server(db):
             srv.wait_for_sessions_to_end()
         finally:
             srv.close()
-
-
-async def pool_settled(alias: str = "default", timeout: float = 5.0) -> dict[str, int]:
-    """Wait until every connection of the loop's pool for *alias* is idle in it; return stats."""
-    pool = await vinyl_pool.get_pool(alias)
-    with anyio.fail_after(timeout):
-        while True:
-            stats = pool.get_stats()
-            if stats["pool_available"] == stats["pool_size"] >= pool.min_size:
-                return stats
-            await asyncio.sleep(0.01)
 
 
 async def pooled_pids(alias: str = "default") -> list[int]:
