@@ -10,11 +10,9 @@ from django.db.models import signals
 
 import vinyl
 from tests.scenarios.test_writes import (
-    django_state,
-    reset_tables,
+    assert_same_as_django,
+    run_with_django,
     statements,
-    verbs,
-    vinyl_state,
 )
 from tests.testapp.models import Author, Book, Note, Shelf, Tag, WGroup, WMembership
 from vinyl.connection import capture_queries
@@ -233,20 +231,9 @@ DIFF_MODELS = (Author, Book, Tag, Book.tags.through, WGroup, WMembership)
 
 @pytest.fixture
 def django_result(db):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as ctx:
-        _django_ops()
-    state = django_state(*DIFF_MODELS)
-    reset_tables()
-    return state, verbs([q["sql"] for q in ctx.captured_queries])
+    return run_with_django(_django_ops, DIFF_MODELS)
 
 
 @both_modes
 def test_same_database_state_and_statements_as_django(django_result):
-    state, statements_run = django_result
-    with capture_queries() as log:
-        yield _vinyl_ops()
-    assert (yield vinyl_state(*DIFF_MODELS)) == state
-    assert verbs([sql for sql, _ in log]) == statements_run
+    yield assert_same_as_django(django_result, _vinyl_ops, DIFF_MODELS)

@@ -74,6 +74,30 @@ def verbs(sqls: list[str]) -> list[str]:
     return [w for w in words if w in ("SELECT", "INSERT", "UPDATE", "DELETE")]
 
 
+def run_with_django(ops, models_) -> tuple[dict[str, list[dict]], list[str]]:
+    """Run *ops* with Django's ORM; return the tables' state and the statements' verbs.
+
+    The tables are emptied again afterwards, for vinyl's run of the same operations.
+    """
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        ops()
+    state = django_state(*models_)
+    reset_tables()
+    return state, verbs([q["sql"] for q in ctx.captured_queries])
+
+
+@vinyl.maybe_async
+def assert_same_as_django(django_result, vinyl_ops, models_):
+    """Run *vinyl_ops*; assert the same state and statements as ``run_with_django`` gave."""
+    state, statements_run = django_result
+    with capture_queries() as log:
+        yield vinyl_ops()
+    assert (yield vinyl_state(*models_)) == state
+    assert verbs([sql for sql, _ in log]) == statements_run
+
+
 def statements(log: list, verb: str) -> list[str]:
     """The logged statements starting with *verb* (transaction control differs by mode)."""
     return [sql for sql, _ in log if sql.lstrip().upper().startswith(verb)]
@@ -371,23 +395,12 @@ DIFF_MODELS = (Author, Book, WStamp, WParent, WChild, WGrandChild)
 
 @pytest.fixture
 def django_result(db):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as ctx:
-        _django_ops()
-    state = django_state(*DIFF_MODELS)
-    reset_tables()
-    return state, verbs([q["sql"] for q in ctx.captured_queries])
+    return run_with_django(_django_ops, DIFF_MODELS)
 
 
 @both_modes
 def test_same_database_state_and_statements_as_django(django_result):
-    state, statements_run = django_result
-    with capture_queries() as log:
-        yield _vinyl_ops()
-    assert (yield vinyl_state(*DIFF_MODELS)) == state
-    assert verbs([sql for sql, _ in log]) == statements_run
+    yield assert_same_as_django(django_result, _vinyl_ops, DIFF_MODELS)
 
 
 # -- composite primary keys and proxies -----------------------------------------------------------
