@@ -352,16 +352,27 @@ class RelatedManager(RelatedWrites):
         return f"<{type(self).__name__} {self.instance!r}.q.{self.related.field.name}>"
 
 
-@maybe_async
-def _fetch_forward(instance: Any, name: str, descriptor: Any):
+_MISSING = object()
+
+
+def _without_query(instance: Any, name: str) -> Any:
+    """Return Django's value of ``instance.<name>`` if it needs no query, else ``_MISSING``."""
     try:
         with _probe():
-            return getattr(instance, name)  # Django's answer without a query, if it has one
+            return getattr(instance, name)
     except _WouldQuery:
-        pass
+        return _MISSING
     except Exception as exc:
-        if FieldFetchBlocked is None or not isinstance(exc, FieldFetchBlocked):
-            raise
+        if FieldFetchBlocked is not None and isinstance(exc, FieldFetchBlocked):
+            return _MISSING
+        raise
+
+
+@maybe_async
+def _fetch_forward(instance: Any, name: str, descriptor: Any):
+    value = _without_query(instance, name)
+    if value is not _MISSING:
+        return value
     # What Django's fetch_one() does, with a VinylQuerySet.
     field = descriptor.field
     queryset = as_vinyl(ForwardManyToOneDescriptor.get_queryset(descriptor, instance=instance))
@@ -374,14 +385,9 @@ def _fetch_forward(instance: Any, name: str, descriptor: Any):
 
 @maybe_async
 def _fetch_reverse_one(instance: Any, name: str, descriptor: Any):
-    try:
-        with _probe():
-            return getattr(instance, name)
-    except _WouldQuery:
-        pass
-    except Exception as exc:
-        if FieldFetchBlocked is None or not isinstance(exc, FieldFetchBlocked):
-            raise
+    value = _without_query(instance, name)
+    if value is not _MISSING:
+        return value
     related = descriptor.related
     queryset = as_vinyl(ReverseOneToOneDescriptor.get_queryset(descriptor, instance=instance))
     try:
