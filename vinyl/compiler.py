@@ -75,14 +75,17 @@ class VinylCompilerMixin:
         if result_type == CURSOR or chunked_fetch:
             raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
         yield prepare(self.connection.alias)
-        try:
-            sql, params = self.as_sql()
-            if not sql:
-                raise EmptyResultSet
-        except EmptyResultSet:
-            return [] if result_type == MULTI else None
+        # The connection first, then the SQL: when tasks outnumber connections, a task that
+        # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
+        # (compiling first made a burst of tasks compile while results waited to be read).
         handle = yield acquire(self.connection.alias)
         try:
+            try:
+                sql, params = self.as_sql()
+                if not sql:
+                    raise EmptyResultSet
+            except EmptyResultSet:
+                return [] if result_type == MULTI else None
             value = yield run_on(handle, sql, params, result_type)
         finally:
             yield handle.release()

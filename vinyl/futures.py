@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import warnings
 from collections.abc import Awaitable, Callable, Generator
 from types import GeneratorType
 from typing import Any, TypeVar
@@ -41,15 +42,26 @@ T = TypeVar("T")
 _CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
 
 
+# Types whose instances are never awaitable, learnt as values go by: the drivers handle most
+# values (rows, lists, None, cursors …) with one set lookup.
+_plain_types: set[type] = set()
+
+
 def _isawaitable(value: Any) -> bool:
     """``inspect.isawaitable``, without its slow ABC check for the plain values of sync code.
 
     ``await`` accepts exactly these: objects whose type has ``__await__`` (coroutines, futures,
     vinyl's awaitables) and generators of ``@types.coroutine`` functions.
     """
-    return hasattr(type(value), "__await__") or (
-        type(value) is GeneratorType and bool(value.gi_code.co_flags & _CO_ITERABLE_COROUTINE)
-    )
+    cls = type(value)
+    if cls in _plain_types:
+        return False
+    if cls is GeneratorType:
+        return bool(value.gi_code.co_flags & _CO_ITERABLE_COROUTINE)
+    if hasattr(cls, "__await__"):
+        return True
+    _plain_types.add(cls)
+    return False
 
 
 class AwaitableInSyncModeError(TypeError):
@@ -59,7 +71,9 @@ class AwaitableInSyncModeError(TypeError):
 def _discard(value: Any) -> None:
     """Close a coroutine (or pending combinator) that will never be awaited."""
     close = getattr(value, "close", None)
-    if close is not None and (inspect.iscoroutine(value) or isinstance(value, _Pending)):
+    if close is not None and (
+        inspect.iscoroutine(value) or isinstance(value, (_Pending, _Operation))
+    ):
         close()
 
 
@@ -74,12 +88,13 @@ def _resolve_sync(value: Any) -> Any:
     resolve = getattr(type(value), "__vinyl_resolve__", None)
     if resolve is not None:
         return resolve(value)
-    _discard(value)
-    raise AwaitableInSyncModeError(
+    message = (
         f"{value!r} is awaitable, but vinyl is running this code in sync mode. It was probably "
         "created in async mode (a running event loop or set_async(True)) and passed to code "
         "that runs in sync mode: await it in async code, or create it under vinyl.sync_mode()."
     )
+    _discard(value)
+    raise AwaitableInSyncModeError(message)
 
 
 async def _await(value: Any) -> Any:
@@ -158,43 +173,132 @@ def _drive_sync(gen: Generator[Any, Any, T]) -> T:
     error: BaseException | None = None
     while True:
         try:
-            value = gen.send(send) if error is None else gen.throw(error)
+            if error is None:
+                value = gen.send(send)
+            else:
+                value, error = gen.throw(error), None
         except StopIteration as stop:
-            return _flatten_sync(stop.value)
-        finally:
-            error = None
-        if inspect.isgenerator(value):
-            error, send = _yielded_generator(value), None
-            continue
-        try:
-            send = _resolve_sync(value)
-        except BaseException as exc:  # thrown back in, so try/except in the generator works
-            error, send = exc, None
+            result = stop.value
+            return result if type(result) in _plain_types else _flatten_sync(result)
+        if type(value) in _plain_types:
+            send = value
+        elif type(value) is GeneratorType and not _isawaitable(value):
+            send, error = None, _yielded_generator(value)
+        else:
+            try:
+                send = _resolve_sync(value)
+            except BaseException as exc:  # thrown back in, so try/except in the generator works
+                send, error = None, exc
+
+
+class _Operation:
+    """What a ``@maybe_async`` operation returns in async mode: its generator, not started.
+
+    Awaiting it runs the generator in a driver coroutine. A driver that finds one among the
+    values its generator yields runs it inline, on a stack, instead of awaiting it: a whole tree
+    of nested operations runs in one coroutine, with no coroutine and no await chain per level.
+    """
+
+    __slots__ = ("_gen", "_children")
+
+    def __init__(self, gen: Generator[Any, Any, Any], children: tuple[Any, ...]) -> None:
+        self._gen: Generator[Any, Any, Any] | None = gen
+        # Closed unstarted, it closes the awaitables it got as arguments.
+        self._children = children
+
+    def _take(self) -> Generator[Any, Any, Any]:
+        gen = self._gen
+        if gen is None:
+            raise RuntimeError("cannot reuse already awaited vinyl operation")
+        self._gen = None
+        self._children = ()
+        return gen
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return _drive_async(self._take()).__await__()
+
+    def close(self) -> None:
+        gen, children = self._gen, self._children
+        self._gen, self._children = None, ()
+        if gen is not None:
+            gen.close()
+            _discard_all(children)
+
+    def __del__(self) -> None:
+        # Forgetting `await` is the user's bug: warn as Python does for a coroutine.
+        if self._gen is not None:
+            warnings.warn(
+                f"vinyl operation {self._gen.__qualname__!r} was never awaited",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        name = self._gen.__qualname__ if self._gen is not None else "(started or closed)"
+        return f"<vinyl pending {name}>"
 
 
 async def _drive_async(gen: Generator[Any, Any, T]) -> T:
+    # `gen` is the generator running; `waiting` holds the generators whose yielded operation it
+    # runs, innermost last. What a generator returns is sent to the one below it, what it raises
+    # is thrown into it, as the separate coroutines of an await chain would.
+    waiting: list[Generator[Any, Any, Any]] = []
     send: Any = None
     error: BaseException | None = None
     while True:
         try:
-            value = gen.send(send) if error is None else gen.throw(error)
+            if error is None:
+                value = gen.send(send)
+            else:
+                value, error = gen.throw(error), None
         except StopIteration as stop:
-            result = stop.value
-            break
-        finally:
-            error = None
-        if _isawaitable(value):
+            send, error = stop.value, None
+            try:
+                while True:  # as later() does; see maybe_async's docstring
+                    if type(send) is _Operation:
+                        gen = send._take()  # the finished generator's tail call
+                        send = _TAIL
+                        break
+                    if not _isawaitable(send):
+                        break
+                    send = await send
+            except BaseException as exc:
+                if not waiting:
+                    raise
+                gen, send, error = waiting.pop(), None, exc
+                continue
+            if send is _TAIL:
+                send = None
+                continue
+            if not waiting:
+                return send
+            gen = waiting.pop()
+            continue
+        except BaseException as exc:
+            if not waiting:
+                raise
+            gen, send, error = waiting.pop(), None, exc
+            continue
+        if type(value) is _Operation:
+            try:
+                inner = value._take()
+            except RuntimeError as exc:
+                send, error = None, exc
+                continue
+            waiting.append(gen)
+            gen, send = inner, None
+        elif _isawaitable(value):
             try:
                 send = await value
             except BaseException as exc:  # cancellation included: the generator's finally runs
-                error, send = exc, None
+                send, error = None, exc
         elif inspect.isgenerator(value):
-            error, send = _yielded_generator(value), None
+            send, error = None, _yielded_generator(value)
         else:
             send = value
-    while _isawaitable(result):  # as later() does; see maybe_async's docstring
-        result = await result
-    return result
+
+
+_TAIL: Any = object()
 
 
 def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[..., Any]:
@@ -218,8 +322,7 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
             _discard_all((*args, *kwargs.values()))  # a bad call: nobody will await them
             raise
         if is_async():
-            # The arguments are its children: closed unstarted, it closes the coroutines it got.
-            return _Pending(_drive_async(gen), (*args, *kwargs.values()))
+            return _Operation(gen, (*args, *kwargs.values()))
         return _drive_sync(gen)
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]

@@ -160,9 +160,9 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         """Return the number of rows (``len()`` of the cache if already evaluated)."""
         if self._result_cache is not None:
             return ready(len(self._result_cache))
-        query = self.query.chain()
+        query = self.query
         return call_with_io(
-            lambda: query.chain().get_count(using=self.db),
+            lambda: query.get_count(using=self.db),  # get_count() works on a clone
             finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
         )
 

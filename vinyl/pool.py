@@ -20,14 +20,14 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-import sys
 import threading
+import types
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-import anyio
 import psycopg
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
@@ -270,7 +270,10 @@ async def get_pool(alias: str) -> AsyncConnectionPool:
 
 
 async def getconn(alias: str) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool]:
-    pool = await get_pool(alias)
+    pools = _by_loop.get(asyncio.get_running_loop())
+    pool = pools.pools.get(alias) if pools is not None else None
+    if pool is None:
+        pool = await get_pool(alias)
     try:
         conn = await pool.getconn()
     except PoolTimeout as exc:
@@ -293,37 +296,75 @@ async def close_pools(alias: str | None = None) -> None:
             await pool.close()
 
 
-def _start_task(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    loop = asyncio.get_running_loop()
-    if sys.version_info >= (3, 12):
-        # Runs at once up to its first real wait: most clean-ups finish without a loop cycle.
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-    return loop.create_task(coro)
+def _settle(proxy: asyncio.Future[None], _: asyncio.Future[Any]) -> None:
+    if not proxy.done():
+        proxy.set_result(None)
+
+
+@types.coroutine
+def _hold_cancellation(coro: Coroutine[Any, Any, T], passes: int) -> Generator[Any, Any, T]:
+    """Run *coro* in the calling task; let it see only the first *passes* cancellations.
+
+    Later cancellations of the caller are held back until *coro* ends, then re-raised. While
+    holding, the caller's task waits on a proxy of the future *coro* waits on, so that
+    ``Task.cancel()`` (which cancels the future a task waits on) reaches the proxy only. It does
+    with no task of its own what ``asyncio.shield`` does with one: a statement costs no extra
+    trips round the event loop, and a clean-up that never waits costs nothing.
+    """
+    held: BaseException | None = None
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                waited = coro.send(send)
+            else:
+                waited, error = coro.throw(error), None
+        except StopIteration as stop:
+            if held is not None:
+                raise held from None
+            return stop.value
+        except BaseException as exc:
+            if held is not None and exc is not held:
+                raise held from exc
+            raise
+        send = None
+        if passes:
+            try:
+                send = yield waited
+            except asyncio.CancelledError as exc:
+                passes -= 1
+                held = error = exc
+            except BaseException as exc:
+                error = exc
+            continue
+        # Holding: the task waits on a proxy, so a cancellation cancels the proxy only (anyio's
+        # cancel scopes deliver theirs again at every loop cycle until we are done; entering an
+        # anyio.CancelScope(shield=True) would stop that, but would not nest with the scope of a
+        # holder that this one runs).
+        if not isinstance(waited, asyncio.Future):
+            try:
+                send = yield waited  # a bare yield (asyncio.sleep(0))
+            except asyncio.CancelledError as exc:
+                held = held or exc
+            continue
+        while not waited.done():
+            proxy = waited.get_loop().create_future()
+            waited.add_done_callback(functools.partial(_settle, proxy))
+            try:
+                yield from proxy
+            except asyncio.CancelledError as exc:
+                held = held or exc
 
 
 async def shielded(coro: Coroutine[Any, Any, T]) -> T:
     """Await *coro* to its end even if the calling task is cancelled meanwhile.
 
     Clean-up that talks to the server (COMMIT, ROLLBACK, handing a connection back to its pool)
-    must not stop halfway. anyio's shield holds off anyio's cancel scopes only, not
-    ``Task.cancel()`` (``asyncio.timeout``, ``gather``, task groups), so *coro* runs in a task of
-    its own; a cancellation of the caller is re-raised once it has finished.
+    must not stop halfway. A cancellation of the caller (``Task.cancel()``, ``asyncio.timeout``,
+    task groups, anyio's cancel scopes) is re-raised once *coro* has finished.
     """
-    task = _start_task(coro)
-    if task.done():
-        return task.result()
-    cancelled: asyncio.CancelledError | None = None
-    with anyio.CancelScope(shield=True):
-        while not task.done():
-            try:
-                await asyncio.wait((task,))
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-    if cancelled is not None:
-        if not task.cancelled() and task.exception() is not None:
-            raise cancelled from task.exception()
-        raise cancelled
-    return task.result()
+    return await _hold_cancellation(coro, 0)
 
 
 async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
@@ -332,27 +373,12 @@ async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
     psycopg answers a cancelled query by cancelling it on the server and waiting for the
     server's reply. anyio's cancel scopes deliver a cancellation at every await until the scope
     exits, and a second one interrupts that wait: psycopg then closes the connection while the
-    server goes on running the statement. Running *coro* in a task of its own lets psycopg finish
+    server goes on running the statement. Holding back later cancellations lets psycopg finish
     its clean-up whatever the caller receives meanwhile.
     """
-    task = _start_task(coro)
-    if task.done():
-        return task.result()
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:
-            if cancelled is None:
-                cancelled = exc
-                task.cancel()
-    if cancelled is not None:
-        if not task.cancelled() and task.exception() is not None:
-            raise cancelled from task.exception()
-        raise cancelled
-    return task.result()
+    return await _hold_cancellation(coro, 1)
 
 
 def guard(value: Any) -> Any:
-    """Return *value*, a coroutine of a statement wrapped in :func:`cancel_once`."""
-    return cancel_once(value) if inspect.iscoroutine(value) else value
+    """Return *value*, a coroutine of a statement, guarded as :func:`cancel_once` does."""
+    return _hold_cancellation(value, 1) if inspect.iscoroutine(value) else value
