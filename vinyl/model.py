@@ -184,7 +184,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
     def aggregate(self, *args: Any, **kwargs: Any) -> Any:
         """Return a dict of aggregate values over the queryset, as ``QuerySet.aggregate``."""
         return call_with_io(
-            lambda: QuerySet.aggregate(self._chain(), *args, **kwargs),
+            lambda: QuerySet.aggregate(self, *args, **kwargs),  # it works on a clone
             finish=lambda compiler, row: compiler.vinyl_aggregation(row),
         )
 

@@ -91,7 +91,7 @@ class Pin:
         self._next_sid = 0
 
     # Serialising the operations of the tasks that share this transaction. *task* is whom the
-    # caller acts for: the cleanup that runs in a task of its own acts for the block's task.
+    # caller acts for: the block's shielded clean-up acts for the block's task.
     async def enter(self, check: bool = True, task: Any = None) -> None:
         self._check(check)
         if task is None:
@@ -154,8 +154,8 @@ class Pin:
     async def execute(self, sql: str, task: Any = None) -> None:
         """Run a transaction-control statement (BEGIN, SAVEPOINT, COMMIT …).
 
-        With *task*, the caller is the block's clean-up, which runs in a task of its own that
-        nothing cancels, so the statement needs no guard against cancellation.
+        With *task*, the caller is the block's clean-up, which runs shielded (nothing cancels
+        it), so the statement needs no guard against cancellation.
         """
         from .connection import _log
 
