@@ -22,7 +22,7 @@ from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT,
 
 from .flags import is_async
 from .futures import maybe_async
-from .pool import AsyncServerSideCursor, get_pool, getconn, guard, shielded, sql_connection
+from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, guard, shielded
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
@@ -93,7 +93,7 @@ class AsyncHandle:
         self.conn = conn
         self.pool = pool
         self.pin = pin
-        self.wrapper = sql_connection(alias)
+        self.wrapper = compile_wrapper(alias)
 
     @property
     def errors(self) -> Any:
@@ -138,7 +138,7 @@ def prepare(alias: str) -> Any:
     Some of Django's SQL depends on the server version, which async mode learns from the pool's
     first connection, so the pool is opened before the first query is compiled.
     """
-    if not is_async() or "pg_version" in sql_connection(alias).__dict__:
+    if not is_async() or "pg_version" in compile_wrapper(alias).__dict__:
         return None
     return get_pool(alias)
 

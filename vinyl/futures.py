@@ -287,6 +287,8 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
                 continue
             waiting.append(gen)
             gen, send = inner, None
+        elif value is None:
+            send = None  # a step with nothing to wait for, e.g. prepare() once the pool is open
         elif _isawaitable(value):
             try:
                 send = await value

@@ -97,6 +97,11 @@ def sql_connection(alias: str) -> Any:
     """
     if not is_async():
         return connections[alias]
+    return compile_wrapper(alias)
+
+
+def compile_wrapper(alias: str) -> Any:
+    """Return async mode's compile-only DatabaseWrapper for *alias* (see sql_connection)."""
     try:
         return _compile_wrappers[alias]
     except KeyError:
