@@ -20,6 +20,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -28,6 +29,7 @@ import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
+import anyio
 import psycopg
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
@@ -306,6 +308,12 @@ def _settle(proxy: asyncio.Future[None], _: asyncio.Future[Any]) -> None:
         proxy.set_result(None)
 
 
+# The anyio shield scope a holder of the current task has entered, if any (see below).
+_holder_scope: contextvars.ContextVar[anyio.CancelScope | None] = contextvars.ContextVar(
+    "vinyl_holder_scope", default=None
+)
+
+
 @types.coroutine
 def _hold_cancellation(coro: Coroutine[Any, Any, T], passes: int) -> Generator[Any, Any, T]:
     """Run *coro* in the calling task; let it see only the first *passes* cancellations.
@@ -319,47 +327,58 @@ def _hold_cancellation(coro: Coroutine[Any, Any, T], passes: int) -> Generator[A
     held: BaseException | None = None
     send: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            if error is None:
-                waited = coro.send(send)
-            else:
-                waited, error = coro.throw(error), None
-        except StopIteration as stop:
-            if held is not None:
-                raise held from None
-            return stop.value
-        except BaseException as exc:
-            if held is not None and exc is not held:
-                raise held from exc
-            raise
-        send = None
-        if passes:
+    scope: anyio.CancelScope | None = None
+    token: contextvars.Token[anyio.CancelScope | None] | None = None
+    try:
+        while True:
             try:
-                send = yield waited
-            except asyncio.CancelledError as exc:
-                passes -= 1
-                held = error = exc
+                if error is None:
+                    waited = coro.send(send)
+                else:
+                    waited, error = coro.throw(error), None
+            except StopIteration as stop:
+                if held is not None:
+                    raise held from None
+                return stop.value
             except BaseException as exc:
-                error = exc
-            continue
-        # Holding: the task waits on a proxy, so a cancellation cancels the proxy only (anyio's
-        # cancel scopes deliver theirs again at every loop cycle until we are done; entering an
-        # anyio.CancelScope(shield=True) would stop that, but would not nest with the scope of a
-        # holder that this one runs).
-        if not isinstance(waited, asyncio.Future):
-            try:
-                send = yield waited  # a bare yield (asyncio.sleep(0))
-            except asyncio.CancelledError as exc:
-                held = held or exc
-            continue
-        while not waited.done():
-            proxy = waited.get_loop().create_future()
-            waited.add_done_callback(functools.partial(_settle, proxy))
-            try:
-                yield from proxy
-            except asyncio.CancelledError as exc:
-                held = held or exc
+                if held is not None and exc is not held:
+                    raise held from exc
+                raise
+            send = None
+            if passes:
+                try:
+                    send = yield waited
+                except asyncio.CancelledError as exc:
+                    passes -= 1
+                    held = error = exc
+                except BaseException as exc:
+                    error = exc
+                continue
+            # Holding: the task waits on a proxy, so a cancellation cancels the proxy only.
+            # anyio's cancel scopes deliver theirs again at every loop cycle: an anyio shield
+            # keeps the task from waking for each. Only one holder of a task enters one at a time
+            # (an inner holder waits first, so it would enter first and leave last otherwise).
+            if scope is None and _holder_scope.get() is None:
+                scope = anyio.CancelScope(shield=True)
+                scope.__enter__()
+                token = _holder_scope.set(scope)
+            if not isinstance(waited, asyncio.Future):
+                try:
+                    send = yield waited  # a bare yield (asyncio.sleep(0))
+                except asyncio.CancelledError as exc:
+                    held = held or exc
+                continue
+            while not waited.done():
+                proxy = waited.get_loop().create_future()
+                waited.add_done_callback(functools.partial(_settle, proxy))
+                try:
+                    yield from proxy
+                except asyncio.CancelledError as exc:
+                    held = held or exc
+    finally:
+        if scope is not None:
+            _holder_scope.reset(token)  # type: ignore[arg-type]
+            scope.__exit__(None, None, None)
 
 
 async def shielded(coro: Coroutine[Any, Any, T]) -> T:

@@ -204,6 +204,17 @@ async def test_cancellation_during_commit_waits_for_the_commit(outside, slow_com
     assert outside.names() == ["slow commit"]
 
 
+async def test_a_commit_held_from_an_anyio_cancellation_does_not_busy_wait(outside, slow_commit):
+    """anyio delivers a scope's cancellation again at every loop cycle; while the COMMIT it
+    cannot cut off runs, the task must sleep through those, not spin on them."""
+    cpu = time.process_time()
+    with anyio.move_on_after(0.05):
+        async with atomic():
+            await insert("slow commit")
+    assert time.process_time() - cpu < 0.15  # the COMMIT alone takes 0.3 s on the server
+    assert outside.names() == ["slow commit"]
+
+
 @pytest.mark.parametrize("how", HOWS)
 async def test_cancellation_while_waiting_for_a_pooled_connection(outside, how):
     pool = await get_pool("default")
