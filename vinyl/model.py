@@ -160,9 +160,8 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         """Return the number of rows (``len()`` of the cache if already evaluated)."""
         if self._result_cache is not None:
             return ready(len(self._result_cache))
-        query = self.query
         return call_with_io(
-            lambda: query.get_count(using=self.db),  # get_count() works on a clone
+            lambda: self.query.get_count(using=self.db),  # get_count() works on a clone
             finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
         )
 

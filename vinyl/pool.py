@@ -264,11 +264,17 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
     return pool
 
 
+def _open_pool(alias: str) -> AsyncConnectionPool | None:
+    """Return the running loop's pool of *alias* if it is open already (the common case)."""
+    pools = _by_loop.get(asyncio.get_running_loop())
+    return None if pools is None else pools.pools.get(alias)
+
+
 async def get_pool(alias: str) -> AsyncConnectionPool:
     """Return the pool of *alias* for the running event loop, opening it on first use."""
-    pools = _loop_pools()
-    pool = pools.pools.get(alias)
+    pool = _open_pool(alias)
     if pool is None:
+        pools = _loop_pools()
         async with pools.lock:
             pool = pools.pools.get(alias)
             if pool is None:
@@ -277,8 +283,7 @@ async def get_pool(alias: str) -> AsyncConnectionPool:
 
 
 async def getconn(alias: str) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool]:
-    pools = _by_loop.get(asyncio.get_running_loop())
-    pool = pools.pools.get(alias) if pools is not None else None
+    pool = _open_pool(alias)  # no coroutine once the pool is open
     if pool is None:
         pool = await get_pool(alias)
     try:
