@@ -1,0 +1,220 @@
+"""The test runner the harness gives Django's ``runtests.py`` (settings' ``TEST_RUNNER``).
+
+Django's ``DiscoverRunner`` with four additions, set by environment variables the harness's
+``run`` module passes:
+
+* ``VINYL_SUITE_VINYL``: ``off`` (Django alone), ``sync`` (vinyl in place, see
+  :mod:`tests.django_suite.install`) or ``driven`` (vinyl in place, every operation run in async
+  mode on an event loop).
+* ``VINYL_SUITE_ONLY_ASYNC=1``: keep only the tests written as coroutines (Django's async tests).
+* ``VINYL_SUITE_COMMITTED=1``: *committed-data mode*. vinyl's pooled async connections cannot
+  see a ``TestCase``'s transaction yet (issue 11), so each ``TestCase`` class of the run is told
+  that its databases have no transactions: Django then runs it as a ``TransactionTestCase``
+  (``setUpTestData()`` before each test, the data committed). Instead of Django's ``flush``
+  after each test (which re-creates content types and permissions), the harness truncates the
+  tables that tests fill (all but content types, permissions, sites and migrations).
+* ``VINYL_SUITE_OUT``: a folder for ``results.json`` (each test id's outcome) and
+  ``counters-<pid>.json`` (each process's counts of vinyl operations and of Django's
+  thread-based a-method calls).
+
+With vinyl in place, each async test method ends by closing vinyl's pools of its event loop
+(Django runs each async test on an event loop of its own; a pool belongs to its loop).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import multiprocessing.util
+import os
+import unittest
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+from django.test import TestCase
+from django.test.runner import DiscoverRunner
+
+MODE = os.environ.get("VINYL_SUITE_VINYL", "off")
+ONLY_ASYNC = os.environ.get("VINYL_SUITE_ONLY_ASYNC") == "1"
+COMMITTED = os.environ.get("VINYL_SUITE_COMMITTED") == "1"
+OUT = Path(os.environ.get("VINYL_SUITE_OUT", ".build/django-suite/out"))
+
+# Tables the committed-data mode leaves alone: filled when the test database is created.
+KEEP_TABLES = {"django_content_type", "auth_permission", "django_site", "django_migrations"}
+
+
+def _tests(suite: Any) -> Any:
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            yield from _tests(test)
+        else:
+            yield test
+
+
+def _test_method(test: Any) -> Any:
+    return getattr(type(test), getattr(test, "_testMethodName", ""), None)
+
+
+def _is_async_test(test: Any) -> bool:
+    return inspect.iscoroutinefunction(_test_method(test))
+
+
+# -- committed-data mode ------------------------------------------------------------------------
+
+_tables: dict[str, list[str]] = {}
+
+
+def _truncate(alias: str) -> None:
+    connection = connections[alias]
+    tables = _tables.get(alias)
+    if tables is None:
+        with connection.cursor() as cursor:
+            names = connection.introspection.table_names(cursor, include_views=False)
+        tables = _tables[alias] = [t for t in names if t not in KEEP_TABLES]
+    if tables:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE {} CASCADE".format(", ".join(connection.ops.quote_name(t) for t in tables))
+            )
+
+
+def _no_transactions(cls: Any) -> bool:
+    return False
+
+
+def _committed_teardown(self: Any) -> None:
+    for alias in self._databases_names(include_mirrors=False):
+        _truncate(alias)
+
+
+def _commit_data(cls: type) -> None:
+    if issubclass(cls, TestCase) and "_harness_committed" not in vars(cls):
+        cls._databases_support_transactions = classmethod(_no_transactions)
+        cls._fixture_teardown = _committed_teardown
+        cls._harness_committed = True
+
+
+# -- async tests: vinyl's pools close with the test's event loop ----------------------------------
+
+
+def _closing_pools(method: Any) -> Any:
+    @functools.wraps(method)
+    async def test(*args: Any, **kwargs: Any) -> Any:
+        import vinyl
+
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            await vinyl.close_pools()
+
+    test._harness = True  # type: ignore[attr-defined]
+    return test
+
+
+# -- results and counters -----------------------------------------------------------------------
+
+
+class RecordingResult(unittest.TextTestResult):
+    """A TextTestResult that also keeps each test id's outcome."""
+
+    outcomes: dict[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcomes = {}
+
+    def _set(self, test: Any, outcome: str) -> None:
+        test_id = test.id()
+        if self.outcomes.get(test_id) in ("fail", "error"):
+            return  # a failed subtest stays failed
+        self.outcomes[test_id] = outcome
+
+    def addSuccess(self, test: Any) -> None:
+        super().addSuccess(test)
+        self._set(test, "pass")
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._set(test, "fail")
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        # setUpClass errors arrive with a _ErrorHolder whose id names the class.
+        self._set(test, "error")
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        self._set(test, "skip")
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        super().addExpectedFailure(test, err)
+        self._set(test, "pass")
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        self._set(test, "fail")
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failure = issubclass(err[0], test.failureException)
+            self.outcomes[test.id()] = "fail" if failure else "error"
+
+
+def write_counters() -> None:
+    from .install import OPS, THREADED
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = {"vinyl_ops": dict(OPS), "threaded": dict(THREADED)}
+    (OUT / f"counters-{os.getpid()}.json").write_text(json.dumps(data))
+
+
+def _in_worker(_: Any) -> None:
+    # A forked test worker: write its counters when it exits (multiprocessing runs finalizers
+    # with an exit priority on a normal exit, atexit handlers not).
+    from .install import OPS, THREADED
+
+    OPS.clear()
+    THREADED.clear()
+    multiprocessing.util.Finalize(None, write_counters, exitpriority=10)
+
+
+class HarnessRunner(DiscoverRunner):
+    """DiscoverRunner that selects, puts vinyl in place and records (see the module docstring)."""
+
+    def get_resultclass(self) -> Any:
+        return RecordingResult
+
+    def build_suite(self, *args: Any, **kwargs: Any) -> Any:
+        suite = super().build_suite(*args, **kwargs)
+        tests = list(_tests(suite))
+        if ONLY_ASYNC:
+            tests = [t for t in tests if _is_async_test(t)]
+        for test in tests:
+            if COMMITTED:
+                _commit_data(type(test))
+            if MODE != "off" and _is_async_test(test):
+                method = _test_method(test)
+                if not getattr(method, "_harness", False):
+                    setattr(type(test), test._testMethodName, _closing_pools(method))
+        return self.test_suite(tests)
+
+    def run_suite(self, suite: Any, **kwargs: Any) -> Any:
+        from . import install
+
+        install.count_threaded_calls()
+        if MODE != "off":
+            install.install(driven=MODE == "driven")
+        multiprocessing.util.register_after_fork(install, _in_worker)
+        try:
+            result = super().run_suite(suite, **kwargs)
+        finally:
+            if MODE == "driven":
+                install.close_loops()
+            write_counters()
+        OUT.mkdir(parents=True, exist_ok=True)
+        outcomes = getattr(result, "outcomes", {})
+        (OUT / "results.json").write_text(json.dumps(outcomes, indent=0, sort_keys=True))
+        return result
