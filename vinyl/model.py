@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import django
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import NotSupportedError, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
@@ -31,8 +32,12 @@ __all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", 
 _FIRST_LAST_KEEP_CLEARED_ORDERING = django.VERSION >= (6, 1)
 
 
-class ImplicitQueryError(RuntimeError):
-    """An unevaluated queryset or unloaded relation was used where async mode cannot wait."""
+class ImplicitQueryError(RuntimeError, SynchronousOnlyOperation):
+    """An unevaluated queryset or unloaded relation was used where async mode cannot wait.
+
+    Also a ``SynchronousOnlyOperation``, the class Django raises for the same refusal, so code
+    written against Django's querysets catches it (found by Django's own test suite).
+    """
 
 
 class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):

@@ -77,3 +77,18 @@ async def test_chaining_and_slicing_do_no_io(seeded, pools):
         assert "not evaluated" in repr(qs)
     assert queries == []
     assert await qs == [3, 2]
+
+
+async def test_refusal_is_djangos_synchronous_only_operation(seeded, pools):
+    # Code written against Django's querysets in async code catches SynchronousOnlyOperation
+    # (Django's own tests do: async.tests.DatabaseConnectionTest.test_get_async_connection).
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    from vinyl.relations import RelationNotLoaded
+
+    with pytest.raises(SynchronousOnlyOperation, match="await qs"):
+        list(Book.vinyl.all())
+    book = await Book.vinyl.order_by("pk").first()
+    with pytest.raises(SynchronousOnlyOperation) as info:
+        book.author
+    assert isinstance(info.value, RelationNotLoaded)

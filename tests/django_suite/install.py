@@ -69,7 +69,8 @@ _driven = False  # the third leg: vinyl operations called from sync code run in 
 
 
 def count_threaded_calls() -> None:
-    """Count each Django ORM callable that ``sync_to_async`` wraps (Django's a-methods do).
+    """Count each Django ORM callable that ``sync_to_async`` wraps (Django's a-methods do):
+    functions of ``django.db.models`` and methods of models, managers and querysets.
 
     Wraps asgiref's ``SyncToAsync.__init__`` in this test process: test tooling, never vinyl.
     """
@@ -81,7 +82,10 @@ def count_threaded_calls() -> None:
     def __init__(self: Any, func: Any, *args: Any, **kwargs: Any) -> None:
         target = getattr(func, "__func__", func)
         module = getattr(target, "__module__", "") or ""
-        if module.startswith(("django.db", "django.contrib")):
+        owner = getattr(func, "__self__", None)
+        if module.startswith("django.db.models") or isinstance(
+            owner, models.Model | models.Manager | QuerySet
+        ):
             THREADED[getattr(target, "__qualname__", repr(target))] += 1
         original(self, func, *args, **kwargs)
 

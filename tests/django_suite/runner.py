@@ -11,8 +11,9 @@ Django's ``DiscoverRunner`` with four additions, set by environment variables th
   see a ``TestCase``'s transaction yet (issue 11), so each ``TestCase`` class of the run is told
   that its databases have no transactions: Django then runs it as a ``TransactionTestCase``
   (``setUpTestData()`` before each test, the data committed). Instead of Django's ``flush``
-  after each test (which re-creates content types and permissions), the harness truncates the
-  tables that tests fill (all but content types, permissions, sites and migrations).
+  after each test (a TRUNCATE of every table, then content types and permissions made again),
+  the harness deletes every row but the content types, permissions and sites that were there
+  before the first test, in one transaction (about a tenth of the time).
 * ``VINYL_SUITE_OUT``: a folder for ``results.json`` (each test id's outcome) and
   ``counters-<pid>.json`` (each process's counts of vinyl operations and of Django's
   thread-based a-method calls).
@@ -32,7 +33,7 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.test import TestCase
 from django.test.runner import DiscoverRunner
 
@@ -41,7 +42,8 @@ ONLY_ASYNC = os.environ.get("VINYL_SUITE_ONLY_ASYNC") == "1"
 COMMITTED = os.environ.get("VINYL_SUITE_COMMITTED") == "1"
 OUT = Path(os.environ.get("VINYL_SUITE_OUT", ".build/django-suite/out"))
 
-# Tables the committed-data mode leaves alone: filled when the test database is created.
+# Tables the committed-data mode empties only of the rows tests added (they are filled when the
+# test database is created).
 KEEP_TABLES = {"django_content_type", "auth_permission", "django_site", "django_migrations"}
 
 
@@ -63,21 +65,33 @@ def _is_async_test(test: Any) -> bool:
 
 # -- committed-data mode ------------------------------------------------------------------------
 
-_tables: dict[str, list[str]] = {}
+_cleanup: dict[str, str] = {}
 
 
-def _truncate(alias: str) -> None:
+def _cleanup_sql(alias: str) -> str:
+    """DELETE of every table (foreign keys are deferred until the commit), but the rows of
+    KEEP_TABLES that were there before the first test. Much faster than TRUNCATE or a flush."""
+    sql = _cleanup.get(alias)
+    if sql is None:
+        connection = connections[alias]
+        quote = connection.ops.quote_name
+        statements = []
+        with connection.cursor() as cursor:
+            for table in connection.introspection.table_names(cursor, include_views=False):
+                if table in KEEP_TABLES:
+                    cursor.execute(f"SELECT max(id) FROM {quote(table)}")
+                    last = cursor.fetchone()[0] or 0
+                    statements.append(f"DELETE FROM {quote(table)} WHERE id > {int(last)}")
+                else:
+                    statements.append(f"DELETE FROM {quote(table)}")
+        sql = _cleanup[alias] = "; ".join(statements)
+    return sql
+
+
+def _empty_tables(alias: str) -> None:
     connection = connections[alias]
-    tables = _tables.get(alias)
-    if tables is None:
-        with connection.cursor() as cursor:
-            names = connection.introspection.table_names(cursor, include_views=False)
-        tables = _tables[alias] = [t for t in names if t not in KEEP_TABLES]
-    if tables:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "TRUNCATE {} CASCADE".format(", ".join(connection.ops.quote_name(t) for t in tables))
-            )
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute(_cleanup_sql(alias))
 
 
 def _no_transactions(cls: Any) -> bool:
@@ -86,13 +100,18 @@ def _no_transactions(cls: Any) -> bool:
 
 def _committed_teardown(self: Any) -> None:
     for alias in self._databases_names(include_mirrors=False):
-        _truncate(alias)
+        _empty_tables(alias)
+
+
+def _keep_connections(self: Any) -> bool:
+    return False
 
 
 def _commit_data(cls: type) -> None:
     if issubclass(cls, TestCase) and "_harness_committed" not in vars(cls):
         cls._databases_support_transactions = classmethod(_no_transactions)
         cls._fixture_teardown = _committed_teardown
+        cls._should_reload_connections = _keep_connections
         cls._harness_committed = True
 
 
