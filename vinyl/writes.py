@@ -742,15 +742,22 @@ class RelatedWrites:
 
     @maybe_async
     def _get_or_update(self, method: str, through_defaults: Any, kwargs: dict[str, Any]):
+        # Django calls the manager's get_or_create/update_or_create on the *related* queryset
+        # (super(RelatedManager, rel).get_or_create() dispatches to rel.get_queryset()): the
+        # lookup is among the related objects only.
+        from .model import as_vinyl
+
         rel = self.related
         if self._kind() == "fk":
             _no_through_defaults(through_defaults)
             rel._check_fk_val()
             kwargs[rel.field.name] = rel.instance
             db = router_for_write(rel.model, rel.instance)
-            return (yield getattr(_plain_queryset(rel, db), method)(**kwargs))
+            related = as_vinyl(rel.db_manager(db).get_queryset())
+            return (yield getattr(related, method)(**kwargs))
         db = router_for_write(rel.instance.__class__, rel.instance)
-        obj, created = yield getattr(_plain_queryset(rel, db), method)(**kwargs)
+        related = as_vinyl(rel.db_manager(db).get_queryset())
+        obj, created = yield getattr(related, method)(**kwargs)
         if created:  # an object found was related already
             yield self.add(obj, through_defaults=through_defaults)
         return obj, created

@@ -237,3 +237,21 @@ def django_result(db):
 @both_modes
 def test_same_database_state_and_statements_as_django(django_result):
     yield assert_same_as_django(django_result, _vinyl_ops, DIFF_MODELS)
+
+
+@both_modes
+def test_m2m_get_or_create_looks_among_related_objects(people):
+    # Django's ManyRelatedManager.get_or_create() looks the object up among the related ones
+    # only (its get_queryset()): an unrelated row that matches is not returned, the create runs
+    # and hits the unique constraint (Django's get_or_create.tests.GetOrCreateThroughManyToMany).
+    from django.db import IntegrityError
+
+    ann, _ = people
+    book = yield Book.vinyl.create(author=ann, title="A")
+    yield Tag.vinyl.create(name="foo")
+    with pytest.raises(IntegrityError):
+        yield book.q.tags.get_or_create(name="foo")
+    tag, created = yield book.q.tags.get_or_create(name="bar")
+    assert created and [t.name for t in (yield book.q.tags.all())] == ["bar"]
+    same, created = yield book.q.tags.update_or_create(name="bar", defaults={"name": "baz"})
+    assert not created and same.pk == tag.pk and same.name == "baz"
