@@ -5,6 +5,7 @@
 #   DJANGO=...      a Django requirement installed over the default, e.g. DJANGO='django>=5.2,<6'
 #   PYTEST_ARGS=... extra arguments for pytest
 #   BENCH_ARGS=...  extra arguments for python -m bench, e.g. BENCH_ARGS=--quick
+#   SUITE_ARGS=...  extra arguments for python -m tests.django_suite, e.g. SUITE_ARGS='--legs sync'
 #   DATABASE_URL    use this PostgreSQL server instead of starting an embedded one in .build/
 
 PYTHON ?=
@@ -12,6 +13,7 @@ VENV ?= .venv
 DJANGO ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SUITE_ARGS ?=
 
 SHELL := bash
 .SHELLFLAGS := -o pipefail -c
@@ -22,7 +24,7 @@ PIP_INSTALL := $(VENV_PYTHON) -m pip install --quiet
 # pip warns once per package about local index folders that lack it (seen on the dev machines).
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
 
-.PHONY: all demo test lint bench venv FORCE
+.PHONY: all demo test lint bench django-suite venv FORCE
 all: test
 
 demo: $(STAMP)
@@ -38,6 +40,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV_PYTHON) -m bench $(BENCH_ARGS)
+
+# Django's own test suite against vinyl (tests/django_suite; downloads Django's sdist once).
+django-suite: $(STAMP)
+	$(VENV_PYTHON) -m tests.django_suite $(SUITE_ARGS)
 
 venv: $(STAMP)
 

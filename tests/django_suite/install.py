@@ -333,7 +333,7 @@ _related_methods = {name: _related_write(name) for name in _RELATED_WRITES}
 
 
 def _install_related(model: type) -> None:
-    for name, attr in list(vars(model).items()):
+    for attr in list(vars(model).values()):
         if not isinstance(attr, ReverseManyToOneDescriptor | ManyToManyDescriptor):
             continue
         if type(attr).__module__.startswith("django.contrib.contenttypes"):

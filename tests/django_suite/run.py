@@ -6,8 +6,9 @@ Django alone and with vinyl in place (:mod:`tests.django_suite.install`), on Pos
 (``DATABASE_URL``, else the embedded server ``make test`` uses). Legs:
 
 * ``async``: Django's async tests (coroutine test methods) on vinyl's native async path;
-* ``sync``: the ORM apps in sync mode;
-* ``driven``: ORM apps with every vinyl operation run in async mode on an event loop.
+* ``sync``: the ORM apps' (sync) tests in sync mode;
+* ``driven``: ORM apps' (sync) tests with every vinyl operation run in async mode on an event
+  loop.
 
 Then it prints a per-app table (passed tests, Django alone / with vinyl) and fails when a test
 that passes with Django alone fails with vinyl without a line in ``expected_differences.txt``, when
@@ -68,7 +69,7 @@ SMALL = {
 }
 
 LEGS = {
-    # leg: (apps, vinyl mode, only async tests, committed-data mode)
+    # leg: (apps, vinyl mode, async tests only (else sync tests only), committed-data mode)
     "async": (ASYNC_APPS, "sync", True, True),
     "sync": (list(dict.fromkeys(CORE_APPS + WIDER_APPS)), "sync", False, False),
     "driven": (DRIVEN_APPS, "driven", False, True),
@@ -140,7 +141,7 @@ def run_side(
         "DATABASE_URL": url,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "VINYL_SUITE_VINYL": vinyl_mode if side == "vinyl" else "off",
-        "VINYL_SUITE_ONLY_ASYNC": "1" if only_async else "0",
+        "VINYL_SUITE_ONLY": "async" if only_async else "sync",
         "VINYL_SUITE_COMMITTED": "1" if committed else "0",
         "VINYL_SUITE_OUT": str(out),
         "VINYL_SUITE_RUN_ID": f"{os.getpid()}_{leg}_{side}",
@@ -213,6 +214,9 @@ def print_table(title: str, table: list[list]) -> None:
         )
 
 
+VINYL_CLASSES = ("Vinyl", "Harness", "QuerySetWrites", "InstanceWrites", "RelatedWrites")
+
+
 def check_counters(leg: str, alone: dict, vinyl: dict) -> list[str]:
     """Problems if vinyl did not run, or Django's threads ran ORM a-methods under vinyl."""
     ops = vinyl["vinyl_ops"]
@@ -233,9 +237,14 @@ def check_counters(leg: str, alone: dict, vinyl: dict) -> list[str]:
     if leg == "async":
         if by_mode["async"] == 0:
             problems.append("async: no vinyl operation ran in async mode")
-        if threaded_vinyl > threaded_alone / 20:
+        # What may stay threaded: Django's own code wrapping its sync helpers (generic relation
+        # managers' writes, ContentTypeManager.get_for_model, models made inside a test), never
+        # vinyl's operations, and at most a tenth of the calls with Django alone.
+        own = [k for k in vinyl["threaded"] if k.startswith(VINYL_CLASSES)]
+        if own or threaded_vinyl > threaded_alone / 10:
             problems.append(
                 f"async: {threaded_vinyl} Django ORM calls still went through sync_to_async"
+                + (f", vinyl's own among them: {own}" if own else "")
             )
     elif leg == "sync" and (by_mode["sync"] == 0 or by_mode["async"]):
         problems.append(f"sync: vinyl operations by mode {dict(by_mode)}, expected sync only")
@@ -244,12 +253,85 @@ def check_counters(leg: str, alone: dict, vinyl: dict) -> list[str]:
     return problems
 
 
+# Reasons for --record, by a pattern of the failure's traceback (checked in order).
+REASONS = [
+    (r"queries executed|CaptureQueriesContext|captured_queries|update_sqls",
+     "query counting (assertNumQueries/CaptureQueriesContext) reads Django's connection; "
+     "async-mode statements run on vinyl's pooled connections"),
+    (r"inherited an atomic\(\) block|select_for_update cannot be used outside",
+     "issue 11: the test's sync transaction.atomic() block around async-mode operations "
+     "(they do not join Django's connection's transaction)"),
+    (r"returned None in async mode|NoneType can't be used in 'await'",
+     "issue 11: a save() override that does not return super().save() (auth's "
+     "AbstractBaseUser) is not honoured in async mode"),
+    (r"_Operation|never awaited|_Ready|donothing_set",
+     "issue 11: sync code run inside an async-mode operation (signal receiver, callable "
+     "default, on_delete=SET(), ContentType lookup, model property) gets awaitables"),
+    (r"_positional_arguments|_deprecation",
+     "Django 5.2's deprecated positional arguments of save()/asave() (gone in Django 6.0): "
+     "vinyl's save() takes keywords only"),
+    (r"test_in_bulk_preserve_ordering_with_batch_size",
+     "the test patches Django's connection.features (max_query_params); async mode compiles "
+     "on vinyl's own connection wrapper"),
+    (r"in_bulk\(iter\(",
+     "issue 11: in_bulk() of a one-shot iterator in async mode (the replay's first pass uses it up)"),
+    (r"add_q_mock.call_count",
+     "issue 11: a replayed Django function runs user-visible code more often than Django does"),
+    (r"has no attribute 'primary_house'",
+     "issue 11: sync code run inside an async-mode operation (a model property) gets awaitables"),
+    (r"Chunk size must be strictly positive",
+     "issue 11: aiterator(chunk_size=0) raises when called; Django raises when iterated"),
+    (r"KeyError: 'nonexistent'",
+     "issue 11: an unknown alias raises KeyError in async mode, not ConnectionDoesNotExist"),
+    (r"FakeQuerySet.called",
+     "issue 11: the save chain does not call a custom base manager queryset's _update()"),
+    (r"VinylRawQuerySet|HarnessQuerySet\.",
+     "a class name in a repr or message (vinyl's queryset class)"),
+    (r"cursor_iter_mock", "tests Django internals vinyl does not call (cursor_iter)"),
+    (r"JOIN' unexpectedly found",
+     "Django's m2m count()/exists() join optimization applies only when the default manager "
+     "is exactly Manager (here the harness's vinyl manager)"),
+    (r"test_multi_table_inheritance_unsupported",
+     "deliberate extension: vinyl's bulk_create supports multi-table inheritance"),
+    (r"IndexError not raised",
+     "vinyl's first()/last() evaluate with _fetch(), not through a custom __iter__"),
+]
+
+
+def _failures(log: Path) -> dict[str, str]:
+    """Map test ids to their failure text in a runtests.py log."""
+    found = {}
+    for block in log.read_text().split("=" * 70)[1:]:
+        match = re.match(r"\s*(?:ERROR|FAIL): \S+ \(([^)]+)\)", block)
+        if match:
+            found.setdefault(match.group(1), "")
+            found[match.group(1)] += block
+    return found
+
+
+def record(leg: str, new: list[str], log: Path) -> None:
+    """Append a line per new failure to the expected-differences file, with a reason."""
+    failures = _failures(log)
+    lines = []
+    for test_id in new:
+        text = failures.get(test_id, "") + test_id
+        reason = next((r for p, r in REASONS if re.search(p, text)), "UNCLASSIFIED: review")
+        version = ".".join(django.__version__.split(".")[:2])
+        lines.append(f"{leg}@{version}  {test_id}  {reason}")
+    with EXPECTED.open("a") as stream:
+        stream.write("".join(f"{line}\n" for line in lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.django_suite", description=__doc__)
     parser.add_argument("--legs", default="async,sync,driven", help="comma-separated legs")
     parser.add_argument("--small", action="store_true", help="the smaller selection (CI's 5.2)")
     parser.add_argument("--apps", help="comma-separated apps instead of the leg's selection")
     parser.add_argument("--parallel", type=int, default=2, help="runtests.py --parallel")
+    parser.add_argument(
+        "--record", action="store_true",
+        help=f"append the new failures to {EXPECTED.name} with a reason by pattern (review them)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     tests = django_tests()
@@ -279,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{sides['alone'][2]:.0f} s alone, {sides['vinyl'][2]:.0f} s with vinyl]",
                 table,
             )
+            if args.record:
+                new = [p.rsplit(": ", 1)[1] for p in found if ": new failure" in p]
+                record(leg, new, CACHE / "out" / django.__version__ / leg / "vinyl" / "runtests.log")
+                found = [p for p in found if ": new failure" not in p]
             problems += found
             problems += check_counters(leg, sides["alone"][1], sides["vinyl"][1])
     listed_ids = {re.sub(r"\s.*", "", k[1]) for k in expected}
