@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -165,15 +166,44 @@ def run(alias: str, sql: Any, params: Sequence[Any] | None, result: str = MULTI)
     return value
 
 
+def _django_log(handle: Any) -> Any:
+    """Django's connection for the alias if an async statement must go to its query log.
+
+    Django logs every statement of a connection whose ``queries_logged`` is on (DEBUG, or a
+    test's ``assertNumQueries``/``CaptureQueriesContext``), its a-methods' included; async mode
+    logs its statements there too. Sync mode runs on that connection: Django logs them itself.
+    """
+    if type(handle) is SyncHandle:
+        return None
+    connection = connections[handle.alias]
+    return connection if connection.queries_logged else None
+
+
+def _append_to_django_log(
+    connection: Any, handle: Any, cursor: Any, sql: Any, params: Any, start: float
+) -> None:
+    try:
+        text = handle.wrapper.ops.last_executed_query(cursor, sql, params) or str(sql)
+    except Exception:  # e.g. server-side binding: Django composes on its own connection
+        text = str(sql)
+    connection.queries_log.append({"sql": text, "time": f"{time.monotonic() - start:.3f}"})
+
+
 @maybe_async
 def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI):
     """Run one statement on a handle already acquired."""
     _log(sql, params)
+    django_log = _django_log(handle)
     try:
         with handle.errors:
             cursor = handle.cursor()
             try:
-                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                start = time.monotonic() if django_log is not None else 0.0
+                try:
+                    yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                finally:
+                    if django_log is not None:
+                        _append_to_django_log(django_log, handle, cursor, sql, params, start)
                 if result in (MULTI, ALL_ROWS):
                     value = yield cursor.fetchall()
                 elif result == SINGLE:

@@ -90,5 +90,5 @@ async def test_refusal_is_djangos_synchronous_only_operation(seeded, pools):
         list(Book.vinyl.all())
     book = await Book.vinyl.order_by("pk").first()
     with pytest.raises(SynchronousOnlyOperation) as info:
-        book.author
+        _ = book.author
     assert isinstance(info.value, RelationNotLoaded)
