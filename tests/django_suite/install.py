@@ -46,7 +46,7 @@ from typing import Any
 
 from asgiref import sync as asgiref_sync
 from django.apps import apps
-from django.db import models
+from django.db import connections, models
 from django.db.models.fields.related_descriptors import (
     ManyToManyDescriptor,
     ReverseManyToOneDescriptor,
@@ -110,12 +110,32 @@ def _runner() -> asyncio.Runner:
 
 
 def drive(call: Any) -> Any:
-    """Call ``call()`` in async mode on this thread's event loop and return what it awaits to."""
+    """Call ``call()`` in async mode on this thread's event loop and return what it awaits to.
+
+    Django's ``connections`` gives async code a connection object of its task, not the thread's;
+    vinyl logs async statements there. When the test's (thread's) connection logs queries
+    (``assertNumQueries``, ``CaptureQueriesContext``), the statements the operation logged in
+    its task are appended to the thread's log, as if the test had awaited it in one context.
+    """
+    logging = [
+        (alias, connections[alias])
+        for alias in connections
+        if connections[alias].queries_logged
+    ]
 
     async def run() -> Any:
-        with vinyl.async_mode():
-            value = call()
-        return (await value) if inspect.isawaitable(value) else value
+        tasks = []
+        for alias, thread_connection in logging:
+            task_connection = connections[alias]
+            task_connection.force_debug_cursor = True
+            tasks.append((thread_connection, task_connection, len(task_connection.queries_log)))
+        try:
+            with vinyl.async_mode():
+                value = call()
+            return (await value) if inspect.isawaitable(value) else value
+        finally:
+            for thread_connection, task_connection, start in tasks:
+                thread_connection.queries_log.extend(list(task_connection.queries_log)[start:])
 
     return _runner().run(run(), context=contextvars.copy_context())
 
