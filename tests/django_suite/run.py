@@ -155,6 +155,7 @@ def run_side(
             cwd=tests, env=env, stdout=stream, stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
     seconds = time.monotonic() - start
+    drop_test_databases(url, env["VINYL_SUITE_RUN_ID"])
     results = out / "results.json"
     if not results.exists():
         sys.exit(f"runtests.py did not finish ({leg}, {side}); see {log}")
@@ -163,6 +164,19 @@ def run_side(
         for key, values in json.loads(path.read_text()).items():
             counters[key].update(values)
     return json.loads(results.read_text()), counters, seconds
+
+
+def drop_test_databases(url: str, run_id: str) -> None:
+    """Drop the run's test databases that runtests.py left (it cannot drop one that a pooled
+    connection of a test process still holds at its end)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"djsuite_{run_id}_%"]
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _app(test_id: str) -> str:
