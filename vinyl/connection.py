@@ -11,10 +11,8 @@ Everything else in vinyl reaches the database through :func:`acquire` and :func:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
@@ -23,6 +21,7 @@ from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT,
 from .flags import is_async
 from .futures import maybe_async
 from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, guard, shielded
+from .querylog import capture_queries, observed
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
@@ -32,32 +31,11 @@ __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS",
 ALL_ROWS = "all_rows"
 DESCRIBED = "described"
 
-_query_log: contextvars.ContextVar[list[tuple[str, Any]] | None] = contextvars.ContextVar(
-    "vinyl_query_log", default=None
-)
-
-
-@contextmanager
-def capture_queries() -> Iterator[list[tuple[str, Any]]]:
-    """Record ``(sql, params)`` of every statement vinyl runs in this context (both modes)."""
-    log: list[tuple[str, Any]] = []
-    token = _query_log.set(log)
-    try:
-        yield log
-    finally:
-        _query_log.reset(token)
-
-
-def _log(sql: Any, params: Any) -> None:
-    log = _query_log.get()
-    if log is not None:
-        log.append((str(sql), params))
-
-
 class SyncHandle:
     """Django's own connection for the alias."""
 
     __slots__ = ("alias", "wrapper")
+    observed_by_django = True  # Django's cursor logs and wraps its statements (vinyl.querylog)
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -87,6 +65,7 @@ class AsyncHandle:
     """A psycopg AsyncConnection lent to one operation: pooled, or a task's transaction."""
 
     __slots__ = ("alias", "conn", "pool", "pin", "wrapper")
+    observed_by_django = False
 
     def __init__(self, alias: str, conn: Any, pool: Any, pin: Any) -> None:
         self.alias = alias
@@ -165,10 +144,13 @@ def run(alias: str, sql: Any, params: Sequence[Any] | None, result: str = MULTI)
     return value
 
 
+def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI) -> Any:
+    """Run one statement on a handle already acquired (maybe-async; seen by vinyl.querylog)."""
+    return observed(_execute, handle, sql, params, result)
+
+
 @maybe_async
-def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI):
-    """Run one statement on a handle already acquired."""
-    _log(sql, params)
+def _execute(handle: Any, sql: Any, params: Sequence[Any] | None, result: str):
     try:
         with handle.errors:
             cursor = handle.cursor()

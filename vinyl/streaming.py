@@ -31,10 +31,11 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
-from .connection import AsyncHandle, _log, acquire, prepare, run_on
+from .connection import AsyncHandle, acquire, prepare, run_on
 from .flags import is_async, reset_async, set_async
 from .futures import maybe_async
 from .pool import begin_statement, guard, shielded
+from .querylog import observed
 from .relations import prefetch_related_objects
 
 __all__ = ["AsyncStream", "stream"]
@@ -87,9 +88,7 @@ class _Stream:
             else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
                 cursor = handle.cursor()
             self.cursor = cursor
-            _log(sql, params)
-            with handle.errors:
-                yield guard(cursor.execute(sql, params))
+            yield observed(_declare, handle, sql, params, cursor)
         finally:
             if self.pinned:
                 self.handle = None
@@ -167,6 +166,12 @@ class _Stream:
         # The block has ended, and its cursor with it; the connection may serve someone else by
         # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
         cursor._close()
+
+
+@maybe_async
+def _declare(handle: Any, sql: str, params: Any, cursor: Any):
+    with handle.errors:
+        yield guard(cursor.execute(sql, params))
 
 
 def _iterate_sync(state: _Stream) -> Iterator[Any]:

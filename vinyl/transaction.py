@@ -39,6 +39,7 @@ from django.db.transaction import TransactionManagementError
 from .flags import is_async
 from .futures import ready
 from .pool import begin_statement, getconn, guard, shielded, sql_connection
+from .querylog import observed
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -73,6 +74,8 @@ def current_pin(alias: str) -> Pin | None:
 
 class Pin:
     """One async transaction: its connection, savepoints, on_commit callbacks and lock."""
+
+    observed_by_django = False  # its statements are logged by vinyl.querylog
 
     def __init__(self, alias: str, conn: Any, pool: Any) -> None:
         self.alias = alias
@@ -157,14 +160,9 @@ class Pin:
         With *task*, the caller is the block's clean-up, which runs shielded (nothing cancels
         it), so the statement needs no guard against cancellation.
         """
-        from .connection import _log
-
         await self.enter(check=False, task=task)
         try:
-            _log(sql, None)
-            with sql_connection(self.alias).wrap_database_errors:
-                statement = self.conn.execute(sql)
-                await (statement if task is not None else guard(statement))
+            await observed(_execute_control, self, sql, None, task)
         except asyncio.CancelledError:
             self.failed()
             raise
@@ -174,6 +172,12 @@ class Pin:
     def new_savepoint_id(self) -> str:
         self._next_sid += 1
         return f"vinyl_s{self._next_sid}"
+
+
+async def _execute_control(pin: Pin, sql: str, params: None, task: Any) -> None:
+    with sql_connection(pin.alias).wrap_database_errors:
+        statement = pin.conn.execute(sql)
+        await (statement if task is not None else guard(statement))
 
 
 async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool]]) -> None:
