@@ -160,7 +160,7 @@ def _debug_sql(conn: Any, handle: Any, sql: Any, params: Any, duration: float, c
     """Do what Django's CursorDebugWrapper.debug_sql (or debug_transaction) does."""
     _logged.add(conn)
     if control:
-        conn.queries_log.append({"sql": "%s" % sql, "time": "%.3f" % duration})
+        conn.queries_log.append({"sql": str(sql), "time": f"{duration:.3f}"})
         logger.debug(
             "(%.3f) %s; args=%s; alias=%s",
             duration,
@@ -171,7 +171,7 @@ def _debug_sql(conn: Any, handle: Any, sql: Any, params: Any, duration: float, c
         )
         return
     sql = _last_executed_query(handle, sql, params)
-    conn.queries_log.append({"sql": sql, "time": "%.3f" % duration})
+    conn.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
     logger.debug(
         "(%.3f) %s; args=%s; alias=%s",
         duration,
