@@ -7,7 +7,9 @@ exceptions, and why each needs the event loop:
 * flags: auto mode asks whether a loop runs in this thread (``asyncio._get_running_loop``);
 * futures: the async driver (``gather`` runs tasks);
 * pool, connection, transaction: psycopg's async pools and connections, locks, shielded release;
-* testing: the pytest plugin runs the async half of each test on anyio's runner.
+* testing: the pytest plugin runs the async half of each test on anyio's runner;
+* querycount: Django's ``ensure_connection()`` refuses to run in a thread with a running loop, so
+  the query-count helpers for tests ask whether one runs.
 """
 
 import ast
@@ -17,7 +19,7 @@ import pytest
 
 VINYL = Path(__file__).resolve().parent.parent / "vinyl"
 FRAMEWORKS = {"asyncio", "anyio", "trio", "sniffio"}
-ALLOWED = {"flags", "futures", "pool", "connection", "transaction", "testing"}
+ALLOWED = {"flags", "futures", "pool", "connection", "transaction", "testing", "querycount"}
 
 
 def async_imports(path: Path) -> set[str]:

@@ -191,19 +191,16 @@ def _folder(module: Any) -> str:
 
 
 def _library_folders() -> tuple[str, ...]:
-    import asyncio
     import contextlib
     import threading
 
-    import asgiref
     import django
-    import psycopg
 
     import vinyl
 
-    folders = [_folder(m) for m in (vinyl, django, asyncio, asgiref, psycopg)]
-    for name in ("anyio", "psycopg_pool", "concurrent.futures"):
-        module = sys.modules.get(name)
+    folders = [_folder(vinyl), _folder(django)]
+    for name in ("asyncio", "anyio", "asgiref", "psycopg", "psycopg_pool", "concurrent.futures"):
+        module = sys.modules.get(name)  # read by name: this module must not import asyncio
         if module is not None:
             folders.append(_folder(module))
     files = [os.path.abspath(m.__file__) for m in (contextlib, threading)]
