@@ -121,7 +121,7 @@ def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any,
     finally:
         duration = time.monotonic() - start
         if django is not None and django.queries_logged:
-            _debug_sql(django, handle, sql, params, duration, control)
+            _debug_sql(django, handle, sql, params, duration, control, args)
         if watch is not None:
             for recorder in watch.recorders:
                 recorder.record(sql, params, duration, handle.alias)
@@ -156,7 +156,9 @@ def _call_django_wrappers(conn: Any, sql: Any, params: Any) -> tuple[Any, Any]:
 _logged: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _debug_sql(conn: Any, handle: Any, sql: Any, params: Any, duration: float, control: bool):
+def _debug_sql(
+    conn: Any, handle: Any, sql: Any, params: Any, duration: float, control: bool, args: Any
+) -> None:
     """Do what Django's CursorDebugWrapper.debug_sql (or debug_transaction) does."""
     _logged.add(conn)
     if control:
@@ -170,7 +172,7 @@ def _debug_sql(conn: Any, handle: Any, sql: Any, params: Any, duration: float, c
             extra={"duration": duration, "sql": sql, "alias": conn.alias},
         )
         return
-    sql = _last_executed_query(handle, sql, params)
+    sql = _last_executed_query(handle, sql, params, args)
     conn.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
     logger.debug(
         "(%.3f) %s; args=%s; alias=%s",
@@ -182,8 +184,13 @@ def _debug_sql(conn: Any, handle: Any, sql: Any, params: Any, duration: float, c
     )
 
 
-def _last_executed_query(handle: Any, sql: Any, params: Any) -> Any:
+def _last_executed_query(handle: Any, sql: Any, params: Any, args: Any) -> Any:
     """The statement with its parameters bound, as Django's ``ops.last_executed_query`` gives."""
+    # A stream passes its server-side cursor: psycopg ran DECLARE ... FOR <sql>, which is what
+    # Django logs for its own chunked cursor.
+    query = getattr(args[0], "_query", None) if args else None
+    if query is not None and query.query is not None:
+        return query.query.decode()
     if params is None:
         return sql
     try:

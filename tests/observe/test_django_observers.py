@@ -5,6 +5,7 @@ each test asserts what Django itself gives in sync mode, so the async run checks
 """
 
 import logging
+import re
 from collections import deque
 
 import pytest
@@ -282,3 +283,42 @@ async def test_a_database_error_is_still_logged(ann, sql_log):
         with pytest.raises(DatabaseError):
             await Author.vinyl.raw("SELECT * FROM no_such_table")
     assert sql_log[-1].sql == "SELECT * FROM no_such_table"
+
+
+@both_modes
+def test_a_stream_logs_its_declare_as_django_does(ann, vinyl_mode, sql_log):
+    with override_settings(DEBUG=True):
+        yield stream_names()
+    declares = [r.sql for r in sql_log if r.sql.startswith("DECLARE")]
+    assert len(declares) == 1, [r.sql for r in sql_log]
+    hold = "WITH HOLD " if vinyl_mode == "sync" else ""  # async: inside a transaction
+    assert re.fullmatch(
+        rf'DECLARE "\w+" NO SCROLL CURSOR {hold}FOR SELECT "testapp_author"."id", '
+        '"testapp_author"."name", "testapp_author"."born" FROM "testapp_author" WHERE '
+        '"testapp_author"."name" = \'Ann\'',
+        declares[0],
+    )
+    if vinyl_mode == "async":  # outside atomic() the stream runs in a transaction of its own
+        assert [r.sql for r in sql_log] == ["BEGIN", declares[0], "COMMIT"]
+
+
+@maybe_async
+def stream_names():
+    if vinyl.is_async():  # `for` and `async for` cannot be written once
+        yield _stream_async()
+    else:
+        list(Author.vinyl.filter(name="Ann").iterator(chunk_size=10))
+
+
+async def _stream_async():
+    async for _ in Author.vinyl.filter(name="Ann").iterator(chunk_size=10):
+        pass
+
+
+@pytest.mark.anyio
+async def test_raw_sql_is_logged(ann, sql_log):
+    with override_settings(DEBUG=True):
+        rows = await Author.vinyl.raw("SELECT * FROM testapp_author WHERE name = %s", ["Ann"])
+    assert [a.name for a in rows] == ["Ann"]
+    assert sql_log[-1].sql == "SELECT * FROM testapp_author WHERE name = 'Ann'"
+    assert sql_log[-1].params == ("Ann",)
