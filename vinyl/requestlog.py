@@ -111,10 +111,13 @@ class QueryLog:
     def _report(self, key: str, count: int, frame: Any, where: str | None) -> None:
         self.repeated.append((key, count, where))
         shown = key if len(key) <= 300 else key[:297] + "..."
+        if key.startswith(("SELECT", "WITH")):
+            advice = "fetch these rows in one query (select_related, prefetch_related, __in)"
+        else:
+            advice = "batch these writes (bulk_create, bulk_update, one queryset update())"
         message = (
             f"N+1 queries{' in ' + self.label if self.label else ''}: the same statement ran "
-            f"{count} times, the last from {where or 'an unknown line'}: {shown} -- fetch these "
-            "rows in one query (select_related, prefetch_related, an __in lookup)"
+            f"{count} times, the last from {where or 'an unknown line'}: {shown} -- {advice}"
         )
         if self.on_n_plus_one == "raise":
             raise NPlusOneError(message)
