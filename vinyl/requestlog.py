@@ -22,7 +22,7 @@ import sys
 import warnings
 from typing import Any, NamedTuple
 
-from .futures import _drive_async
+from .futures import _drive_async, _drive_sync
 from .querylog import _watch, watching
 
 __all__ = ["NPlusOneError", "NPlusOneWarning", "Query", "QueryLog", "QueryLogMiddleware"]
@@ -225,7 +225,7 @@ def _is_library(code: Any) -> bool:
     return found
 
 
-_DRIVER = _drive_async.__code__
+_DRIVERS = (_drive_async.__code__, _drive_sync.__code__)
 
 
 def origin() -> tuple[str, int, str] | None:
@@ -233,13 +233,20 @@ def origin() -> tuple[str, int, str] | None:
 
     User code is the first frame outside vinyl, Django, asyncio, anyio, asgiref and psycopg. In
     async mode, the ``@maybe_async`` generators that wait on the one running are not on Python's
-    stack: the driver holds them, innermost last, and they are looked at where it stands.
+    stack: the driver holds them (``waiting``, innermost last, and ``gen`` while it awaits a
+    value for it), and they are looked at where it stands. So is a generator in sync mode while
+    its driver resolves a queryset it yielded.
     """
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
-        if code is _DRIVER:
-            for gen in reversed(frame.f_locals.get("waiting") or ()):
+        if code in _DRIVERS:
+            local = frame.f_locals
+            running = local.get("gen")  # on the stack above unless the driver awaits for it
+            waiting = list(local.get("waiting") or ())
+            if running is not None and not running.gi_running:
+                waiting.append(running)
+            for gen in reversed(waiting):
                 gframe = gen.gi_frame
                 if gframe is not None and not _is_library(gframe.f_code):
                     return (gframe.f_code.co_filename, gframe.f_lineno, gframe.f_code.co_name)

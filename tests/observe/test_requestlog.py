@@ -150,3 +150,19 @@ async def test_the_middleware_reports_n_plus_one_of_a_request(authors):
     middleware = QueryLogMiddleware(app, n_plus_one=4, on_n_plus_one="raise")
     with pytest.raises(NPlusOneError, match=r"N\+1 queries in GET /books: .* ran 4 times"):
         await middleware({"type": "http", "method": "GET", "path": "/books"}, None, None)
+
+
+@maybe_async
+def titles_one_by_one(authors):  # yields querysets (awaited by the driver), not operations
+    titles = []
+    for author in authors:
+        titles += yield author.q.books.values_list("title", flat=True)  # the queryset N+1
+    return titles
+
+
+@both_modes
+def test_the_origin_of_an_awaited_queryset_is_the_users_line(authors):
+    with QueryLog(n_plus_one=3, on_n_plus_one="raise"):
+        with pytest.raises(NPlusOneError) as caught:
+            yield titles_one_by_one(authors)
+    assert f"{HERE}:{line_of('# the queryset N+1')} in titles_one_by_one" in str(caught.value)
