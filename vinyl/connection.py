@@ -5,7 +5,9 @@ Sync mode runs on Django's own connection for the alias (``connections[alias]``)
 connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
 loop's pool for the duration of one operation (autocommit).
 
-Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`.
+Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`/
+:func:`run_on`; each statement passes through ``vinyl.querylog.observed`` (logging, Django's
+query list and execute wrappers in async mode, vinyl's watchers in both).
 """
 
 from __future__ import annotations
