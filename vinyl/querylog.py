@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -113,10 +114,10 @@ def _observe(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: 
 def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
     django = None if handle.observed_by_django else connections[handle.alias]
     control = isinstance(sql, str) and sql.startswith(_CONTROL)
-    if django is not None and django.execute_wrappers and not control:
-        sql, params = _call_django_wrappers(django, sql, params)
     start = time.monotonic()
-    try:
+    try:  # as in Django's debug cursor, a statement a wrapper refused is logged too
+        if django is not None and django.execute_wrappers and not control:
+            sql, params = _call_django_wrappers(django, sql, params)
         return (yield execute(handle, sql, params, *args))
     finally:
         duration = time.monotonic() - start
@@ -152,15 +153,18 @@ def _call_django_wrappers(conn: Any, sql: Any, params: Any) -> tuple[Any, Any]:
 
 
 # Django's connections into which async statements were logged: request_started clears them
-# (see _reset_async_queries).
+# (see _reset_async_queries), from another thread, hence the lock.
 _logged: weakref.WeakSet[Any] = weakref.WeakSet()
+_logged_lock = threading.Lock()
 
 
 def _debug_sql(
     conn: Any, handle: Any, sql: Any, params: Any, duration: float, control: bool, args: Any
 ) -> None:
     """Do what Django's CursorDebugWrapper.debug_sql (or debug_transaction) does."""
-    _logged.add(conn)
+    if conn not in _logged:
+        with _logged_lock:
+            _logged.add(conn)
     if control:
         conn.queries_log.append({"sql": str(sql), "time": f"{duration:.3f}"})
         logger.debug(
@@ -204,7 +208,9 @@ def _reset_async_queries(sender: Any, **kwargs: Any) -> None:
     # thread: it clears that thread's connections, not those of the event loop's thread, where
     # async statements are listed. So clear those too (ASGI requests only, as the scope says).
     if "scope" in kwargs:
-        for conn in list(_logged):
+        with _logged_lock:
+            logged = list(_logged)
+        for conn in logged:
             conn.queries_log.clear()
 
 

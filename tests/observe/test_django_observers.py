@@ -322,3 +322,14 @@ async def test_raw_sql_is_logged(ann, sql_log):
     assert [a.name for a in rows] == ["Ann"]
     assert sql_log[-1].sql == "SELECT * FROM testapp_author WHERE name = 'Ann'"
     assert sql_log[-1].params == ("Ann",)
+
+
+@both_modes
+def test_a_refused_statement_is_logged_too(ann, sql_log):
+    def refuse(execute, sql, params, many, context):
+        raise Refused(sql)
+
+    with override_settings(DEBUG=True), connection.execute_wrapper(refuse):
+        with pytest.raises(Refused):
+            yield Author.vinyl.filter(name="Ann").count()
+    assert len(sql_log) == 1
