@@ -86,12 +86,19 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
     """
     watch = _watch.get()
     if watch is None:
-        if handle.observed_by_django:
-            return execute(handle, sql, params, *args)
-        conn = connections[handle.alias]
-        if not (conn.execute_wrappers or conn.force_debug_cursor or settings.DEBUG):
+        if handle.observed_by_django or not _django_watches(handle.alias):
             return execute(handle, sql, params, *args)
     return _observe(watch, execute, handle, sql, params, args)
+
+
+def _django_watches(alias: str) -> bool:
+    """Whether Django's connection of *alias* (for this thread or task) logs or wraps statements."""
+    if settings.DEBUG:
+        return True
+    # Without creating one: in async code Django keeps a connection object per context (asgiref's
+    # thread-critical Local), and a request task that never touched one has none to look at.
+    conn = getattr(connections._connections, alias, None)
+    return conn is not None and bool(conn.execute_wrappers or conn.force_debug_cursor)
 
 
 @maybe_async
