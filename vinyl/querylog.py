@@ -7,8 +7,8 @@ that costs one contextvar read, plus in async mode a look at Django's connection
 Sync mode runs on Django's own cursor (a ``CursorDebugWrapper`` when ``DEBUG`` is on), which logs,
 lists and wraps the statement itself, so only vinyl's own watchers apply here. Async mode never
 touches Django's cursor, so this module does for it what Django's ``CursorDebugWrapper.debug_sql``
-and ``debug_transaction`` do, on the alias as user code in this thread sees it
-(``from django.db import connection``):
+and ``debug_transaction`` do, on Django's connection object of the alias that the issuing code
+sees (``from django.db import connection``; one per thread, and in async code one per context):
 
 * when ``connection.queries_logged`` (``DEBUG`` or ``force_debug_cursor``): append
   ``{"sql", "time"}`` to ``connection.queries_log`` (Django's bounded deque; ``reset_queries()``
@@ -86,19 +86,21 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
     """
     watch = _watch.get()
     if watch is None:
-        if handle.observed_by_django or not _django_watches(handle.alias):
+        if handle.observed_by_django or _watching_connection(handle.alias) is None:
             return execute(handle, sql, params, *args)
     return _observe(watch, execute, handle, sql, params, args)
 
 
-def _django_watches(alias: str) -> bool:
-    """Whether Django's connection of *alias* (for this thread or task) logs or wraps statements."""
+def _watching_connection(alias: str) -> Any:
+    """Django's connection object of *alias* here if it logs or wraps statements, else None."""
     if settings.DEBUG:
-        return True
+        return connections[alias]
     # Without creating one: in async code Django keeps a connection object per context (asgiref's
     # thread-critical Local), and a request task that never touched one has none to look at.
     conn = getattr(connections._connections, alias, None)
-    return conn is not None and bool(conn.execute_wrappers or conn.force_debug_cursor)
+    if conn is not None and (conn.execute_wrappers or conn.force_debug_cursor):
+        return conn
+    return None
 
 
 @maybe_async
@@ -119,7 +121,7 @@ def _observe(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: 
 
 @maybe_async
 def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
-    django = None if handle.observed_by_django else connections[handle.alias]
+    django = None if handle.observed_by_django else _watching_connection(handle.alias)
     control = isinstance(sql, str) and sql.startswith(_CONTROL)
     start = time.monotonic()
     try:  # as in Django's debug cursor, a statement a wrapper refused is logged too
