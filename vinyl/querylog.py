@@ -85,9 +85,10 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
     statement runs on Django's own cursor, which logs and wraps it itself).
     """
     watch = _watch.get()
-    if watch is None:
-        if handle.observed_by_django or _watching_connection(handle.alias) is None:
-            return execute(handle, sql, params, *args)
+    if watch is None and (
+        handle.observed_by_django or _watching_connection(handle.alias) is None
+    ):
+        return execute(handle, sql, params, *args)
     return _observe(watch, execute, handle, sql, params, args)
 
 
