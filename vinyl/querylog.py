@@ -46,8 +46,15 @@ __all__ = ["capture_queries", "execute_wrapper", "observed"]
 
 logger = logging.getLogger("django.db.backends")
 
-# BEGIN/COMMIT/ROLLBACK: Django logs them through debug_transaction (no params, no wrappers).
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+# Transaction control. In sync mode Django runs it (vinyl's watchers never see it), so vinyl's
+# wrappers skip it in both modes; query logs record it in async mode but never count it as N+1.
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def _django_transaction_statement(sql: Any) -> bool:
+    """BEGIN, COMMIT, ROLLBACK: Django logs these through debug_transaction (no params, no
+    wrappers); savepoints go through its cursor like any statement."""
+    return isinstance(sql, str) and (sql in ("COMMIT", "ROLLBACK") or sql.startswith("BEGIN"))
 
 
 class _Watch:
@@ -107,7 +114,7 @@ def _watching_connection(alias: str) -> Any:
 @maybe_async
 def _observe(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
     wrappers = watch.wrappers if watch is not None else ()
-    if not wrappers:
+    if not wrappers or (isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL)):
         return (yield _run(watch, execute, handle, sql, params, args))
 
     def innermost(sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -123,7 +130,7 @@ def _observe(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: 
 @maybe_async
 def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
     django = None if handle.observed_by_django else _watching_connection(handle.alias)
-    control = isinstance(sql, str) and sql.startswith(_CONTROL)
+    control = _django_transaction_statement(sql)
     start = time.monotonic()
     try:  # as in Django's debug cursor, a statement a wrapper refused is logged too
         if django is not None and django.execute_wrappers and not control:
@@ -239,7 +246,8 @@ def execute_wrapper(wrapper: Callable[..., Any]) -> Iterator[None]:
     execute(...)``) to serve both modes. ``context`` holds ``connection`` (Django's connection of
     the alias for this thread), ``alias`` and ``cursor`` (None: vinyl's async cursor is not
     Django's). Unlike Django's, it applies to every alias and to the current context only (the
-    task or thread, and what they start), so concurrent requests can wrap differently.
+    task or thread, and what they start), so concurrent requests can wrap differently. It does
+    not see transaction control (BEGIN, SAVEPOINT, COMMIT …), which Django runs in sync mode.
     """
     token = watching(wrapper=wrapper)
     try:

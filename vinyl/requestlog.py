@@ -23,7 +23,7 @@ import warnings
 from typing import Any, NamedTuple
 
 from .futures import _drive_async, _drive_sync
-from .querylog import _watch, watching
+from .querylog import TRANSACTION_CONTROL, _watch, watching
 
 __all__ = ["NPlusOneError", "NPlusOneWarning", "Query", "QueryLog", "QueryLogMiddleware"]
 
@@ -101,7 +101,7 @@ class QueryLog:
         frame = origin()
         where = None if frame is None else f"{frame[0]}:{frame[1]} in {frame[2]}"
         self.queries.append(Query(sql, params, duration, alias, where))
-        if self.n_plus_one is None or sql.startswith(_CONTROL):
+        if self.n_plus_one is None or sql.startswith(TRANSACTION_CONTROL):
             return
         key = shape(sql)
         count = self._counts[key] = self._counts.get(key, 0) + 1
@@ -161,7 +161,6 @@ def current() -> QueryLog | None:
 
 # -- statement shapes ----------------------------------------------------------------------------
 
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 _NORMALISE = [
     (re.compile(r"/\*.*?\*/", re.S), ""),  # comments (sqlcommenter's included)
     (re.compile(r"'(?:[^']|'')*'"), "%s"),  # string literals

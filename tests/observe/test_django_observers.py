@@ -264,7 +264,7 @@ async def test_async_def_execute_wrapper_in_async_mode(ann):
         await Author.vinyl.count()
         async with atomic():
             await Author.vinyl.filter(name="Ann").exists()
-    assert len(durations) == 4, durations  # count, BEGIN, SELECT, COMMIT
+    assert len(durations) == 2, durations  # not BEGIN and COMMIT: Django runs them in sync mode
 
 
 @pytest.mark.anyio
@@ -333,3 +333,47 @@ def test_a_refused_statement_is_logged_too(ann, sql_log):
         with pytest.raises(Refused):
             yield Author.vinyl.filter(name="Ann").count()
     assert len(sql_log) == 1
+
+
+@maybe_async
+def in_block_with_failing_savepoint(ann):
+    if vinyl.is_async():  # `with` and `async with` cannot be written once
+        yield _failing_async(ann)
+    else:
+        with atomic():
+            yield Author.vinyl.filter(pk=ann.pk).count()
+            with pytest.raises(Refused), atomic():
+                yield Book.vinyl.create(author=ann, title="T")
+                raise Refused
+
+
+async def _failing_async(ann):
+    async with atomic():
+        await Author.vinyl.filter(pk=ann.pk).count()
+        with pytest.raises(Refused):
+            async with atomic():
+                await Book.vinyl.create(author=ann, title="T")
+                raise Refused
+
+
+@both_modes
+def test_a_rolled_back_savepoint_logs_as_a_statement(ann, sql_log):
+    with override_settings(DEBUG=True):
+        yield in_block_with_failing_savepoint(ann)
+    rollback_to = [r for r in sql_log if r.sql.startswith("ROLLBACK TO SAVEPOINT")]
+    assert len(rollback_to) == 1 and rollback_to[0].params is None
+    assert [r.sql.split()[0] for r in sql_log][-1] == "COMMIT"
+
+
+@both_modes
+def test_vinyl_wrappers_see_the_same_statements_in_both_modes(ann):
+    seen = []
+
+    @maybe_async
+    def record(execute, sql, params, many, context):
+        seen.append(sql.split()[0])
+        return (yield execute(sql, params, many, context))
+
+    with vinyl.execute_wrapper(record):
+        yield in_block_with_failing_savepoint(ann)
+    assert seen == ["SELECT", "INSERT"]  # transaction control is Django's in sync mode
