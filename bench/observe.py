@@ -1,4 +1,4 @@
-"""``python -m bench --observe``: what watching vinyl's statements costs (vinyl.querylog).
+"""``python -m bench --observe``: what watching vinyl's statements costs (vinyl.db.querylog).
 
 Variants of the vinyl systems, measured in the same interleaved rounds as the systems they vary:
 
@@ -67,7 +67,7 @@ class Variant:
 
 @contextlib.contextmanager
 def no_hook() -> Iterator[None]:
-    from vinyl import connection
+    from vinyl.db import connection
 
     def plain(execute: Any, handle: Any, sql: Any, params: Any, *args: Any) -> Any:
         return execute(handle, sql, params, *args)

@@ -54,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--observe",
         action="store_true",
-        help="measure what watching statements costs (vinyl.querylog; see bench/observe.py)",
+        help="measure what watching statements costs (vinyl.db.querylog; see bench/observe.py)",
     )
     parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"

@@ -5,7 +5,7 @@ Django's ``CaptureQueriesContext`` (under ``TestCase.assertNumQueries``) and pyt
 ``SynchronousOnlyOperation`` in a thread that runs an event loop, i.e. in every async test. The
 drop-ins here skip that call there (async mode never uses Django's connection) and otherwise are
 Django's and pytest-django's: they switch on ``connection.force_debug_cursor`` and count the
-entries of ``connection.queries_log``, where Django's cursor (sync mode) and vinyl.querylog
+entries of ``connection.queries_log``, where Django's cursor (sync mode) and vinyl.db.querylog
 (async mode) list each statement, and they fail with the same messages.
 """
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.testapp.models import Author, Book
 from vinyl import NPlusOneError, NPlusOneWarning, QueryLog, QueryLogMiddleware, maybe_async
-from vinyl.requestlog import current, shape
+from vinyl.db.requestlog import shape
 from vinyl.testing import both_modes
 
 HERE = __file__
@@ -120,7 +120,7 @@ async def test_the_middleware_gives_each_request_its_log(authors):
     logs = {}
 
     async def app(scope, receive, send):
-        logs[scope["path"]] = current()
+        logs[scope["path"]] = QueryLog.current()
         for _ in range(int(scope["path"].strip("/"))):
             await Author.vinyl.count()
             await asyncio.sleep(0)
@@ -139,7 +139,7 @@ async def test_the_middleware_gives_each_request_its_log(authors):
     await asyncio.gather(*(middleware(scope, None, send) for scope in scopes))
     assert len(logs["/2"].queries) == 3 and len(logs["/5"].queries) == 6
     assert logs["/5"].label == "GET /5"
-    assert current() is None
+    assert QueryLog.current() is None
 
 
 @pytest.mark.anyio

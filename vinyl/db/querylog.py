@@ -40,7 +40,7 @@ from django.conf import settings
 from django.core.signals import request_started
 from django.db import connections
 
-from .futures import maybe_async
+from ..futures import maybe_async
 
 __all__ = ["capture_queries", "execute_wrapper", "observed"]
 

@@ -31,12 +31,13 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
-from .connection import AsyncHandle, acquire, prepare, run_on
-from .flags import is_async, reset_async, set_async
-from .futures import maybe_async
-from .pool import begin_statement, guard, shielded
-from .querylog import observed
-from .relations import prefetch_related_objects
+from ..db.connection import AsyncHandle, acquire, prepare, run_on
+from ..db.pool import begin_statement
+from ..db.querylog import observed
+from ..flags import is_async, reset_async, set_async
+from ..futures import maybe_async
+from ..futures.shields import guard, shielded
+from .prefetch import prefetch_related_objects
 
 __all__ = ["AsyncStream", "stream"]
 

@@ -22,7 +22,7 @@ import sys
 import warnings
 from typing import Any, NamedTuple
 
-from .futures import _drive_async, _drive_sync
+from ..futures.driver import _drive_async, _drive_sync
 from .querylog import TRANSACTION_CONTROL, _watch, watching
 
 __all__ = ["NPlusOneError", "NPlusOneWarning", "Query", "QueryLog", "QueryLogMiddleware"]
@@ -72,6 +72,15 @@ class QueryLog:
         self.repeated: list[tuple[str, int, str | None]] = []  # (shape, count, origin)
         self._counts: dict[str, int] = {}
         self._token: Any = None
+
+    @staticmethod
+    def current() -> QueryLog | None:
+        """Return the innermost QueryLog of this context (the request's, say), if any."""
+        watch = _watch.get()
+        for recorder in reversed(watch.recorders if watch else ()):
+            if isinstance(recorder, QueryLog):
+                return recorder
+        return None
 
     @property
     def total_time(self) -> float:
@@ -150,15 +159,6 @@ class QueryLogMiddleware:
             await self.app(scope, receive, send)
 
 
-def current() -> QueryLog | None:
-    """Return the innermost QueryLog of this context, if any."""
-    watch = _watch.get()
-    for recorder in reversed(watch.recorders if watch else ()):
-        if isinstance(recorder, QueryLog):
-            return recorder
-    return None
-
-
 # -- statement shapes ----------------------------------------------------------------------------
 
 _NORMALISE = [
@@ -198,9 +198,8 @@ def _library_folders() -> tuple[str, ...]:
 
     import django
 
-    import vinyl
-
-    folders = [_folder(vinyl), _folder(django)]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # vinyl/
+    folders = [package + os.sep, _folder(django)]
     for name in ("asyncio", "anyio", "asgiref", "psycopg", "psycopg_pool", "concurrent.futures"):
         module = sys.modules.get(name)  # read by name: this module must not import asyncio
         if module is not None:
