@@ -96,6 +96,8 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
         handle.observed_by_django or _watching_connection(handle.alias) is None
     ):
         return execute(handle, sql, params, *args)
+    if watch is None or not watch.wrappers:
+        return _run(watch, execute, handle, sql, params, args)
     return _observe(watch, execute, handle, sql, params, args)
 
 
@@ -112,9 +114,9 @@ def _watching_connection(alias: str) -> Any:
 
 
 @maybe_async
-def _observe(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
-    wrappers = watch.wrappers if watch is not None else ()
-    if not wrappers or (isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL)):
+def _observe(watch: _Watch, execute: Any, handle: Any, sql: Any, params: Any, args: Any):
+    wrappers = watch.wrappers
+    if isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL):
         return (yield _run(watch, execute, handle, sql, params, args))
 
     def innermost(sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:

@@ -214,12 +214,10 @@ _skipped: dict[Any, bool] = {}
 
 def _is_library(code: Any) -> bool:
     global _LIBRARIES
-    found = _skipped.get(code)
-    if found is None:
-        if _LIBRARIES is None:
-            _LIBRARIES = _library_folders()
-        filename = code.co_filename
-        found = _skipped[code] = filename.startswith(_LIBRARIES) or filename.startswith("<frozen")
+    if _LIBRARIES is None:
+        _LIBRARIES = _library_folders()
+    filename = code.co_filename
+    found = _skipped[code] = filename.startswith(_LIBRARIES) or filename.startswith("<frozen")
     return found
 
 
@@ -236,8 +234,12 @@ def origin() -> tuple[str, int, str] | None:
     its driver resolves a queryset it yielded.
     """
     frame = sys._getframe(1)
+    skipped = _skipped
     while frame is not None:
         code = frame.f_code
+        library = skipped.get(code)
+        if library is None:
+            library = _is_library(code)
         if code in _DRIVERS:
             local = frame.f_locals
             running = local.get("gen")  # on the stack above unless the driver awaits for it
@@ -246,9 +248,13 @@ def origin() -> tuple[str, int, str] | None:
                 waiting.append(running)
             for gen in reversed(waiting):
                 gframe = gen.gi_frame
-                if gframe is not None and not _is_library(gframe.f_code):
-                    return (gframe.f_code.co_filename, gframe.f_lineno, gframe.f_code.co_name)
-        elif not _is_library(code):
+                if gframe is None:
+                    continue
+                gcode = gframe.f_code
+                library = skipped.get(gcode)
+                if not (_is_library(gcode) if library is None else library):
+                    return (gcode.co_filename, gframe.f_lineno, gcode.co_name)
+        elif not library:
             return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
