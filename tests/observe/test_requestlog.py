@@ -166,3 +166,19 @@ def test_the_origin_of_an_awaited_queryset_is_the_users_line(authors):
         with pytest.raises(NPlusOneError) as caught:
             yield titles_one_by_one(authors)
     assert f"{HERE}:{line_of('# the queryset N+1')} in titles_one_by_one" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_sync_code_in_a_worker_thread_is_logged_too(authors):
+    # How Django runs a sync view under ASGI: sync_to_async copies the request's context.
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    def sync_view():
+        return Author.vinyl.filter(name="A1").count()  # sync mode: no loop in this thread
+
+    with QueryLog() as log:
+        assert await sync_to_async(sync_view)() == 1
+    await sync_to_async(connections.close_all)()  # the worker thread's own connection
+    assert len(log.queries) == 1 and log.queries[0].params == ("A1",)
+    assert log.queries[0].origin.endswith("in sync_view")
