@@ -135,7 +135,14 @@ class QueryLog:
         elif frame is None:
             warnings.warn(message, NPlusOneWarning, stacklevel=2)
         else:
-            warnings.warn_explicit(message, NPlusOneWarning, frame[0], frame[1])
+            # One registry, as a module's __warningregistry__: the "default" filter then shows
+            # each message once, not once per request.
+            warnings.warn_explicit(
+                message, NPlusOneWarning, frame[0], frame[1], registry=_warning_registry
+            )
+
+
+_warning_registry: dict[Any, Any] = {}
 
 
 class QueryLogMiddleware:
