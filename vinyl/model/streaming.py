@@ -31,6 +31,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
+from ..compat import mirrors
 from ..db.connection import AsyncHandle, acquire, prepare, run_on
 from ..db.pool import begin_statement
 from ..db.querylog import log_query
@@ -97,6 +98,7 @@ class _Stream:
                 self.handle = None
                 yield handle.release()
 
+    @mirrors("django.db.models.query:QuerySet._iterator")
     @maybe_async
     def next_chunk(self):
         """Fetch up to chunk_size rows and return their objects ([] once the cursor is done)."""
