@@ -42,6 +42,16 @@ def load_vinyl() -> dict[str, tuple[str, ...]]:
     return MIRRORS
 
 
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    is_docstring = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
+    return body[1:] if is_docstring else body
+
+
 def _canonical(node: object) -> str:
     # ast.dump() differs between Python versions (3.12's type_params, 3.13 leaves out empty
     # fields): spell the tree without empty fields, and without the docstring.
@@ -49,12 +59,11 @@ def _canonical(node: object) -> str:
         return "[" + ",".join(_canonical(item) for item in node) + "]"
     if not isinstance(node, ast.AST):
         return repr(node)
+    definition = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
     fields = []
     for name, value in ast.iter_fields(node):
-        if name == "body" and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if value and isinstance(value[0], ast.Expr) and isinstance(value[0].value, ast.Constant):
-                if isinstance(value[0].value.value, str):
-                    value = value[1:]
+        if name == "body" and definition:
+            value = _without_docstring(value)
         if value is None or value == [] or name in ("type_comment", "kind", "type_params"):
             continue
         fields.append(f"{name}={_canonical(value)}")
@@ -123,7 +132,9 @@ def drift() -> list[str]:
                 "new fingerprint (--write)."
             )
     for original in sorted(set(expected) - set(mirrored)):
-        problems.append(f"{original} is stored but no vinyl function mirrors it any more (--write).")
+        problems.append(
+            f"{original} is stored but no vinyl function mirrors it any more (--write)."
+        )
     return problems
 
 

@@ -80,9 +80,7 @@ async def _close_at_shutdown(pools: _Pools) -> None:
                         await conn.close()
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = (
-    weakref.WeakKeyDictionary()
-)
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
 _by_loop_lock = threading.Lock()
 
 
@@ -98,7 +96,9 @@ def _loop_pools() -> _Pools:
 
 
 def _pool_options(alias: str, settings_dict: dict[str, Any]) -> dict[str, Any]:
-    check = AsyncConnectionPool.check_connection if settings_dict.get("CONN_HEALTH_CHECKS") else None
+    check = (
+        AsyncConnectionPool.check_connection if settings_dict.get("CONN_HEALTH_CHECKS") else None
+    )
     options = {**DEFAULT_POOL, "check": check, **(settings_dict.get("VINYL") or {})}
     if options.get("max_size") is not None and options["max_size"] < options["min_size"]:
         options["min_size"] = options["max_size"]

@@ -289,8 +289,9 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
                 ):
                     returning_fields.append(field)
         filtered = as_vinyl(base_qs.filter(pk=obj._get_pk_val(meta)))
-        results = yield _do_update(obj, filtered, values, update_fields, forced_update,
-                                   returning_fields)
+        results = yield _do_update(
+            obj, filtered, values, update_fields, forced_update, returning_fields
+        )
         if updated := bool(results):
             _assign_returned_values(obj, results[0], returning_fields)
         elif missing_ok and (force_update or update_fields):

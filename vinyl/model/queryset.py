@@ -32,7 +32,6 @@ from .writes import QuerySetWrites
 __all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
 
 
-
 class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
     """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
 
@@ -189,9 +188,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
         """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""
-        return call_with_io(
-            lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name)
-        )
+        return call_with_io(lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name))
 
     def explain(self, *, format: str | None = None, **options: Any) -> Any:
         """Return the query plan as text, as ``QuerySet.explain``."""

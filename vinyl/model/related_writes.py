@@ -229,8 +229,9 @@ class RelatedWrites:
             )  # fmt: skip
             return None
         missing = yield call_with_io(
-            lambda: rel._get_missing_target_ids(source_field_name, target_field_name, db,
-                                                target_ids)  # fmt: skip
+            lambda: rel._get_missing_target_ids(
+                source_field_name, target_field_name, db, target_ids
+            )
         )
         signal = dict(sender=rel.through, instance=rel.instance, reverse=rel.reverse,
                       model=rel.model, pk_set=missing, using=db, **_m2m_raw(rel))  # fmt: skip

@@ -153,7 +153,6 @@ class _Stream:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
 
-
     @maybe_async
     def _close_pinned(self, cursor: Any):
         pin = self.pin
@@ -287,4 +286,3 @@ def stream(queryset: Any, chunk_size: int | None, server_side: bool) -> Any:
     if is_async():
         return AsyncStream(state)
     return _iterate_sync(state)
-

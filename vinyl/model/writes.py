@@ -101,9 +101,7 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.update_or_create")
     @maybe_async
-    def update_or_create(
-        self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
-    ):
+    def update_or_create(self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any):
         """Update the object matching *kwargs* with *defaults*, or create it; ``(obj, created)``.
 
         As Django's: in a transaction, the row locked with SELECT … FOR UPDATE.
@@ -240,8 +238,7 @@ class QuerySetWrites:
             raise ValueError("Batch size must be a positive integer.")
         opts = self.model._meta
         multi_table = any(
-            parent._meta.concrete_model is not opts.concrete_model
-            for parent in opts.all_parents
+            parent._meta.concrete_model is not opts.concrete_model for parent in opts.all_parents
         )
         if multi_table and (ignore_conflicts or update_conflicts):
             raise NotSupportedError(
@@ -332,23 +329,33 @@ class QuerySetWrites:
         ops = connections[self.db].ops
         max_batch_size = max(ops.bulk_batch_size(fields, objs), 1)
         batch_size = min(batch_size, max_batch_size) if batch_size else max_batch_size
-        if returning_fields is None and (
-            on_conflict is None or on_conflict == OnConflict.UPDATE
-        ):
+        if returning_fields is None and (on_conflict is None or on_conflict == OnConflict.UPDATE):
             returning_fields = model._meta.db_returning_fields
         batches = [objs[i : i + batch_size] for i in range(0, len(objs), batch_size)]
         if len(batches) > 1:
             return (
                 yield in_atomic(
-                    self.db, self._insert_batches, model, batches, fields, on_conflict,
-                    update_fields, unique_fields, returning_fields,
-                )  # fmt: skip
+                    self.db,
+                    self._insert_batches,
+                    model,
+                    batches,
+                    fields,
+                    on_conflict,
+                    update_fields,
+                    unique_fields,
+                    returning_fields,
+                )
             )
         return (
             yield self._insert_batches(
-                model, batches, fields, on_conflict, update_fields, unique_fields,
+                model,
+                batches,
+                fields,
+                on_conflict,
+                update_fields,
+                unique_fields,
                 returning_fields,
-            )  # fmt: skip
+            )
         )
 
     @maybe_async
@@ -360,10 +367,15 @@ class QuerySetWrites:
             rows.extend(
                 (
                     yield insert_objs(
-                        model, batch, fields, returning_fields=returning_fields or None,
-                        using=self.db, on_conflict=on_conflict, update_fields=update_fields,
+                        model,
+                        batch,
+                        fields,
+                        returning_fields=returning_fields or None,
+                        using=self.db,
+                        on_conflict=on_conflict,
+                        update_fields=update_fields,
                         unique_fields=unique_fields,
-                    )  # fmt: skip
+                    )
                 )
             )
         return rows
