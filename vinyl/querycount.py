@@ -22,6 +22,8 @@ from django.core.signals import request_started
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
 from django.test import testcases, utils
 
+from .compat import mirrors
+
 __all__ = [
     "AssertNumQueriesMixin",
     "CaptureQueriesContext",
@@ -33,6 +35,7 @@ __all__ = [
 class CaptureQueriesContext(utils.CaptureQueriesContext):
     """Django's ``CaptureQueriesContext``, usable in async tests too."""
 
+    @mirrors("django.test.utils:CaptureQueriesContext.__enter__")
     def __enter__(self) -> CaptureQueriesContext:
         if asyncio._get_running_loop() is None:
             return super().__enter__()
@@ -72,7 +75,8 @@ def _assert_num_queries(
     *,
     using: str | None = None,
 ) -> Iterator[CaptureQueriesContext]:
-    # pytest-django 4.14's _assert_num_queries over the capture above (same checks, messages).
+    # pytest-django 4.14's _assert_num_queries over the capture above (same checks, messages);
+    # not a Django function, so the drift guard (vinyl.compat.mirrors) cannot watch it.
     if connection and using:
         raise ValueError('The "connection" and "using" parameter cannot be used together')
     if connection is not None:

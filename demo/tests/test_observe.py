@@ -68,8 +68,7 @@ async def test_the_order_endpoint_logs_its_sql_and_its_n_plus_one(ids, caplog):
     with override_settings(DEBUG=True), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with client:
-            placed = await client.post("/vinyl/orders", json={"customer": customer,
-                                                               "items": items})
+            placed = await client.post("/vinyl/orders", json={"customer": customer, "items": items})
     assert placed.status_code == 201, placed.text
     sql = [r.sql for r in caplog.records if r.name == "django.db.backends"]
     assert sql[0] == "BEGIN" and sql[-1] == "COMMIT"

@@ -197,8 +197,9 @@ def two_bobs(db):
 def test_a_wrapper_that_rewrites_rewrites_what_runs(ann, two_bobs):
 
     def ask_for_bob(execute, sql, params, many, context):
-        return execute(sql + " /* rewritten */", ["Bob" if p == "Ann" else p for p in params],
-                       many, context)
+        return execute(
+            sql + " /* rewritten */", ["Bob" if p == "Ann" else p for p in params], many, context
+        )
 
     with override_settings(DEBUG=True):
         with connection.execute_wrapper(ask_for_bob):

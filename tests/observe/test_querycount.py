@@ -20,7 +20,7 @@ def test_capture_queries_context_counts_in_both_modes(ann):
         yield Author.vinyl.filter(name="Ann").count()
         yield Book.vinyl.create(author=ann, title="T")
     assert len(captured) == 2
-    assert captured[0]["sql"].endswith("WHERE \"testapp_author\".\"name\" = 'Ann'")
+    assert captured[0]["sql"].endswith('WHERE "testapp_author"."name" = \'Ann\'')
     assert captured[1]["sql"].startswith('INSERT INTO "testapp_book"')
     assert not connection.force_debug_cursor  # restored
 
@@ -51,8 +51,9 @@ def test_assert_num_queries_fixture(ann, vinyl_assert_num_queries):
 def test_assert_max_num_queries_fixture(ann, vinyl_assert_max_num_queries):
     with vinyl_assert_max_num_queries(3, using="default"):
         yield Author.vinyl.count()
-    with pytest.raises(pytest.fail.Exception, match="Expected to perform 0 queries or less but "
-                       "1 was done"):
+    with pytest.raises(
+        pytest.fail.Exception, match="Expected to perform 0 queries or less but 1 was done"
+    ):
         with vinyl_assert_max_num_queries(0):
             yield Author.vinyl.count()
 
@@ -69,9 +70,12 @@ class NumQueries(AssertNumQueriesMixin, SimpleTestCase):
                 await Author.vinyl.count()
                 await Author.vinyl.filter(name="Bob").exists()
         message = str(failed.exception).splitlines()
-        assert message[:3] == ["2 != 1 : 2 queries executed, 1 expected", "Captured queries were:",
-                               '1. SELECT COUNT(*) AS "__count" FROM "testapp_author"']
-        assert message[3].startswith("2. SELECT 1 AS \"a\" FROM \"testapp_author\" WHERE")
+        assert message[:3] == [
+            "2 != 1 : 2 queries executed, 1 expected",
+            "Captured queries were:",
+            '1. SELECT COUNT(*) AS "__count" FROM "testapp_author"',
+        ]
+        assert message[3].startswith('2. SELECT 1 AS "a" FROM "testapp_author" WHERE')
 
     def test_sync_method_same_message_as_djangos(self):
         messages = []

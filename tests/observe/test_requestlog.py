@@ -124,6 +124,7 @@ async def test_the_middleware_gives_each_request_its_log(authors):
         for _ in range(int(scope["path"].strip("/"))):
             await Author.vinyl.count()
             await asyncio.sleep(0)
+
         # The work of a child task is the request's too (Django's ASGIHandler starts one).
         async def child():
             return await Author.vinyl.filter(name="A0").exists()

@@ -40,6 +40,7 @@ from django.conf import settings
 from django.core.signals import request_started
 from django.db import connections
 
+from ..compat import mirrors
 from ..futures import maybe_async
 
 __all__ = ["capture_queries", "execute_wrapper", "observed"]
@@ -92,9 +93,7 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
     statement runs on Django's own cursor, which logs and wraps it itself).
     """
     watch = _watch.get()
-    if watch is None and (
-        handle.observed_by_django or _watching_connection(handle.alias) is None
-    ):
+    if watch is None and (handle.observed_by_django or _watching_connection(handle.alias) is None):
         return execute(handle, sql, params, *args)
     if watch is None or not watch.wrappers:
         return _run(watch, execute, handle, sql, params, args)
@@ -151,6 +150,7 @@ class _WrapperSkipped(RuntimeError):
     pass
 
 
+@mirrors("django.db.backends.utils:CursorWrapper._execute_with_wrappers")
 def _call_django_wrappers(conn: Any, sql: Any, params: Any) -> tuple[Any, Any]:
     """Run Django's (synchronous) execute wrappers; return the SQL and params to execute."""
     seen: list[tuple[Any, Any]] = []
@@ -177,6 +177,10 @@ _logged: weakref.WeakSet[Any] = weakref.WeakSet()
 _logged_lock = threading.Lock()
 
 
+@mirrors(
+    "django.db.backends.utils:CursorDebugWrapper.debug_sql",
+    "django.db.backends.utils:debug_transaction",
+)
 def _debug_sql(
     conn: Any, handle: Any, sql: Any, params: Any, duration: float, control: bool, args: Any
 ) -> None:
