@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-DATABASE_NAME = "vinyl_bench"
+DATABASE_NAME = os.environ.get("VINYL_BENCH_DB", "vinyl_bench")
 POOL_SIZE = 10
 AUTHORS = 100
 BOOKS_PER_AUTHOR = 100
