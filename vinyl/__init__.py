@@ -7,6 +7,7 @@ from .futures import AwaitableInSyncModeError, gather, later, maybe_async, ready
 
 __all__ = [
     "AwaitableInSyncModeError",
+    "Cursor",
     "ImplicitQueryError",
     "PoolExhausted",
     "SynchronousQueryError",
@@ -16,6 +17,7 @@ __all__ = [
     "async_mode",
     "atomic",
     "close_pools",
+    "cursor",
     "gather",
     "get_rollback",
     "is_async",
@@ -40,6 +42,8 @@ _LAZY = {
     "PoolExhausted": "pool",
     "close_pools": "pool",
     "SynchronousQueryError": "replay",
+    "Cursor": "cursors",
+    "cursor": "cursors",
     "atomic": "transaction",
     "get_rollback": "transaction",
     "on_commit": "transaction",

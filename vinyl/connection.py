@@ -27,10 +27,14 @@ from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, gua
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
 
-# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
-# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor.
+# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING),
+# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor, and
+# for vinyl.cursor(): (description, every row or None, rowcount) of one statement (BUFFERED) or of
+# executemany() with a list of parameter sequences (MANY).
 ALL_ROWS = "all_rows"
 DESCRIBED = "described"
+BUFFERED = "buffered"
+MANY = "many"
 
 _query_log: contextvars.ContextVar[list[tuple[str, Any]] | None] = contextvars.ContextVar(
     "vinyl_query_log", default=None
@@ -76,6 +80,9 @@ class SyncHandle:
     def failed(self) -> None:
         pass
 
+    def check_usable(self) -> None:
+        pass  # Django's cursor validates its connection's transaction itself
+
     def release(self) -> None:
         return None
 
@@ -111,6 +118,11 @@ class AsyncHandle:
     def failed(self) -> None:
         if self.pin is not None:
             self.pin.failed()
+
+    def check_usable(self) -> None:
+        """Raise as Django's ``validate_no_broken_transaction`` does (a held handle)."""
+        if self.pin is not None:
+            self.pin.check_usable()
 
     async def release(self) -> None:
         if self.pin is not None:
@@ -173,13 +185,21 @@ def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MU
         with handle.errors:
             cursor = handle.cursor()
             try:
-                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                if result == MANY:
+                    statement = cursor.executemany(sql, params)
+                else:
+                    statement = cursor.execute(sql, params)
+                yield guard(statement)  # see guard(): cancellation
                 if result in (MULTI, ALL_ROWS):
                     value = yield cursor.fetchall()
                 elif result == SINGLE:
                     value = yield cursor.fetchone()
                 elif result == DESCRIBED:
                     value = (cursor.description, (yield cursor.fetchall()))
+                elif result in (BUFFERED, MANY):
+                    description = cursor.description
+                    rows = None if description is None else (yield cursor.fetchall())
+                    value = (description, rows, cursor.rowcount)
                 elif result == ROW_COUNT:
                     value = cursor.rowcount
                 else:
