@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,8 +21,9 @@ from django.db import connections
 from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT, SINGLE
 
 from .flags import is_async
-from .futures import maybe_async
+from .futures import _Ready, maybe_async
 from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, guard, shielded
+from .transaction import current_pin
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
@@ -88,6 +89,7 @@ class SyncHandle:
 
 
 _cursor_names = itertools.count(1)
+_RELEASED = _Ready(None)  # what release() of a pinned handle awaits: nothing
 
 
 class AsyncHandle:
@@ -124,18 +126,16 @@ class AsyncHandle:
         if self.pin is not None:
             self.pin.check_usable()
 
-    async def release(self) -> None:
+    def release(self) -> Awaitable[None]:
         if self.pin is not None:
             self.pin.leave()
-            return
+            return _RELEASED
         # Shielded: a cancelled task must still hand its connection back (the pool rolls back,
         # resets or discards it as its state requires).
-        await shielded(self.pool.putconn(self.conn))
+        return shielded(self.pool.putconn(self.conn))
 
 
 async def _acquire_async(alias: str) -> AsyncHandle:
-    from .transaction import current_pin
-
     pin = current_pin(alias)
     if pin is not None:
         await pin.enter()
