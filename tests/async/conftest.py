@@ -20,7 +20,7 @@ async def outside(django_pid):
     """
     from tests.pools import pool_settled
     from tests.scenarios.test_transactions import Outside
-    from vinyl.pool import close_pools, get_pool
+    from vinyl.db.pool import close_pools, get_pool
 
     sessions = Outside()
     try:

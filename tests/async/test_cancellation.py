@@ -16,7 +16,8 @@ from django.db.transaction import TransactionManagementError
 from tests.pools import pool_settled
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, capture_queries, run
-from vinyl.pool import close_pools, get_pool, sql_connection
+from vinyl.db.pool import close_pools, get_pool
+from vinyl.db.wrapper import sql_connection
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import pytest
 import vinyl
 from tests.pools import pool_settled
 from vinyl import atomic
-from vinyl.pool import get_pool
+from vinyl.db.pool import get_pool
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """timestamptz values read by vinyl equal Django's, whichever loader vinyl's pool picks.
 
 vinyl's async connections load timestamptz with psycopg's C loader while the session's time zone
-is Django's (vinyl.pool._with_fast_timestamptz), and with Django's own loader otherwise: after a
+is Django's (vinyl.db.pool._with_fast_timestamptz), and with Django's own loader otherwise: after a
 ``SET TIME ZONE`` Django labels the session's wall time with its own time zone, and so must vinyl.
 """
 

@@ -5,7 +5,7 @@ Sync mode runs it on Django's own connection (Django's cursor wrapper: its trans
 classes, query log and execute wrappers). Async mode runs it on the task's ``atomic()`` connection
 of the alias when a block is open, else on a connection checked out of the pool for the cursor's
 life (autocommit: each statement is its own transaction). Either way every statement goes through
-:func:`vinyl.connection.run_on`, the single statement path of vinyl's ORM, so it raises Django's
+:func:`vinyl.db.connection.run_on`, the single statement path of vinyl's ORM, so it raises Django's
 exception classes and is seen by whatever watches vinyl's statements.
 
 Rows come as psycopg returns them to Django (tuples, Django's adapters and time zone). A statement's
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, ProgrammingError
 
+from ..flags import is_async
+from ..futures import maybe_async, ready
 from .connection import BUFFERED, MANY, acquire, run_on
-from .flags import is_async
-from .futures import maybe_async, ready
 
 if TYPE_CHECKING:
     from typing import Self
