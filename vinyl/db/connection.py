@@ -111,10 +111,14 @@ class AsyncHandle:
         return self.conn.cursor()
 
     def chunked_cursor(self) -> Any:
-        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD.
-        return AsyncServerSideCursor(
-            self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False
+        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD. The
+        # cursor class is Django's choice: client-side binding unless server_side_binding.
+        cls = (
+            psycopg.AsyncServerCursor
+            if self.wrapper.features.uses_server_side_binding
+            else AsyncServerSideCursor
         )
+        return cls(self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False)
 
     def failed(self) -> None:
         if self.pin is not None:
