@@ -75,7 +75,7 @@ def test_fetchone_fetchmany_fetchall_and_iteration_share_one_position(books):
         assert [row[1] for row in (yield cursor.fetchmany(2))] == ["B1", "B2"]
         assert [row[1] for row in (yield cursor.fetchmany())] == ["B3"]  # arraysize 1
         cursor.arraysize = 5
-        assert [row[1] for row in (yield cursor.fetchmany())] == ["B4"]
+        assert [row[1] for row in (yield cursor.fetchmany(0))] == ["B4"]
         assert (yield cursor.fetchone()) is None
         assert (yield cursor.fetchall()) == []
         yield cursor.execute("SELECT generate_series(1, 3)")

@@ -161,7 +161,7 @@ class Cursor:
     def fetchmany(self, size: int | None = None) -> Any:
         """Return a list of the next *size* rows (``arraysize`` by default; maybe-async)."""
         rows = self._rows_left()
-        end = self._pos + (self.arraysize if size is None else size)
+        end = self._pos + (size or self.arraysize)  # psycopg's rule: 0 or None is arraysize
         chunk = rows[self._pos : end]
         self._pos += len(chunk)
         return ready(chunk)
