@@ -44,6 +44,10 @@ async def outside(django_pid):
 async def _status():
     from vinyl.connection import SINGLE, run
 
-    row = await run("default", "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' "
-                    "ELSE 'in transaction' END", None, SINGLE)
+    row = await run(
+        "default",
+        "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' ELSE 'in transaction' END",
+        None,
+        SINGLE,
+    )
     return row[0]

@@ -22,8 +22,6 @@ from vinyl.db.wrapper import sql_connection
 pytestmark = pytest.mark.anyio
 
 
-
-
 @pytest.fixture
 def slow_commit(db):
     """COMMIT takes 0.3 s when a row named 'slow commit' was inserted (a deferred trigger)."""
@@ -222,8 +220,12 @@ async def test_cancelled_query_leaves_the_block_unable_to_commit(outside):
     async with atomic():
         await insert("before")
         with anyio.move_on_after(0.1):
-            await run("default", "INSERT INTO testapp_author (name) "
-                      "SELECT 'cancelled' FROM pg_sleep(5)", None, NO_RESULTS)
+            await run(
+                "default",
+                "INSERT INTO testapp_author (name) SELECT 'cancelled' FROM pg_sleep(5)",
+                None,
+                NO_RESULTS,
+            )
         with pytest.raises(TransactionManagementError, match="until the end of the 'atomic'"):
             await insert("after")
     assert outside.names() == []
@@ -295,8 +297,12 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
         await asyncio.sleep(rng.random() * 0.002)
         tasks[i].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    unexpected = [r for r in results if isinstance(r, BaseException)
-                  and not isinstance(r, (TimeoutError, asyncio.CancelledError))]
+    unexpected = [
+        r
+        for r in results
+        if isinstance(r, BaseException)
+        and not isinstance(r, (TimeoutError, asyncio.CancelledError))
+    ]
     assert not errors and not unexpected, (errors, unexpected)
 
     rows = await run("default", "SELECT name FROM testapp_author", None, MULTI)
@@ -312,5 +318,7 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
     assert committed <= reached_end
     cancelled = tasks_count - len(committed)
     assert 0 < cancelled < tasks_count  # the test exercised both outcomes
-    print(f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
-          f"pool stats {(await get_pool('default')).get_stats()}")
+    print(
+        f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
+        f"pool stats {(await get_pool('default')).get_stats()}"
+    )

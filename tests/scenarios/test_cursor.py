@@ -31,7 +31,10 @@ def books(db):
     published = datetime.datetime(2024, 3, 1, 12, 30, tzinfo=datetime.UTC)
     for n in range(5):
         Book.objects.create(
-            author=ann, title=f"B{n}", pages=100 * n, price=Decimal(f"{n}.25"),
+            author=ann,
+            title=f"B{n}",
+            pages=100 * n,
+            price=Decimal(f"{n}.25"),
             published=published + datetime.timedelta(days=n),
         )
     # Django's own cursor's answer, for comparison.
@@ -97,13 +100,15 @@ def test_writes_rowcount_and_executemany(db):
         )
         assert cursor.rowcount == 3
         assert cursor.description is None
-        yield cursor.execute("UPDATE testapp_author SET born = %s WHERE name <> %s",
-                             [datetime.date(2000, 1, 2), "b"])
+        yield cursor.execute(
+            "UPDATE testapp_author SET born = %s WHERE name <> %s", [datetime.date(2000, 1, 2), "b"]
+        )
         assert cursor.rowcount == 2
         with pytest.raises(ProgrammingError, match="didn't produce records"):
             yield cursor.fetchone()
-        yield cursor.executemany("DELETE FROM testapp_author WHERE name = %(n)s",
-                                 ({"n": n} for n in ["a", "zz"]))
+        yield cursor.executemany(
+            "DELETE FROM testapp_author WHERE name = %(n)s", ({"n": n} for n in ["a", "zz"])
+        )
         assert cursor.rowcount == 1
     finally:
         yield cursor.close()
@@ -161,6 +166,7 @@ def test_one_connection_for_the_cursors_life(db):
 def test_inside_atomic_the_cursor_runs_in_the_blocks_transaction(db):
     outside = Outside()
     try:
+
         @atomic
         @maybe_async
         def work():
@@ -194,6 +200,7 @@ def test_a_failed_statement_in_atomic_blocks_the_cursor_until_the_block_ends(db)
         cursor = yield vinyl.cursor().open()
         try:
             try:
+
                 @atomic
                 @maybe_async
                 def inner():

@@ -29,7 +29,10 @@ def data(db):
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     for n in range(6):
         Book.objects.create(
-            author=ann if n % 2 else bob, title=f"T{n}", pages=100 * n, price=Decimal(f"{n}.50"),
+            author=ann if n % 2 else bob,
+            title=f"T{n}",
+            pages=100 * n,
+            price=Decimal(f"{n}.50"),
             published=start + datetime.timedelta(days=n),
         )
     yield ann, bob
@@ -57,9 +60,7 @@ def expected(data):
 
 
 @both_modes
-def test_reads_equal_djangos_with_server_side_binding_and_prepared_statements(
-    expected, vinyl_mode
-):
+def test_reads_equal_djangos_with_server_side_binding_and_prepared_statements(expected, vinyl_mode):
     qs = Book.vinyl.using(DB)
     for _ in range(3):  # first execution prepares, the next ones run the prepared statement
         assert (yield qs.get(title="T3")) == expected["get"]
@@ -72,13 +73,14 @@ def test_reads_equal_djangos_with_server_side_binding_and_prepared_statements(
         joined = yield qs.select_related("author").filter(author__name="Ann").order_by("pk")
         assert [(b.title, b.author.name) for b in joined] == expected["join"]
         assert (yield qs.filter(pages__lt=300).count()) == expected["count"]
+        assert (yield qs.aggregate(total=Sum("price"), latest=Max("published"))) == expected[
+            "aggregate"
+        ]
         assert (
-            yield qs.aggregate(total=Sum("price"), latest=Max("published"))
-        ) == expected["aggregate"]
-        assert (
-            yield Author.vinyl.using(DB).annotate(n=Count("books")).order_by("name").values(
-                "name", "n"
-            )
+            yield Author.vinyl.using(DB)
+            .annotate(n=Count("books"))
+            .order_by("name")
+            .values("name", "n")
         ) == expected["annotate"]
     # A stream on a named cursor with server-side binding (Django's class for this option).
     found = yield _collect(qs.order_by("pk").iterator(chunk_size=2), vinyl_mode)

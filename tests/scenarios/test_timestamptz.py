@@ -37,9 +37,11 @@ def django_answers(db):
 
 
 def same(values, expected):
-    return values == expected and [v.tzinfo for v in values] == [v.tzinfo for v in expected] and [
-        v.replace(tzinfo=None) for v in values
-    ] == [v.replace(tzinfo=None) for v in expected]
+    return (
+        values == expected
+        and [v.tzinfo for v in values] == [v.tzinfo for v in expected]
+        and [v.replace(tzinfo=None) for v in values] == [v.replace(tzinfo=None) for v in expected]
+    )
 
 
 @both_modes

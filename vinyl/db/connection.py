@@ -54,6 +54,7 @@ DESCRIBED = "described"
 BUFFERED = "buffered"
 MANY = "many"
 
+
 class SyncHandle:
     """Django's own connection for the alias."""
 
