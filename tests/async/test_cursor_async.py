@@ -5,6 +5,7 @@ server clean.
 """
 
 import asyncio
+import gc
 
 import anyio
 import pytest
@@ -108,3 +109,12 @@ async def child_then_close(order):
         order.append("child")
     finally:
         await cursor.close()
+
+
+async def test_a_cursor_never_closed_warns_naming_async_with(outside):
+    cursor = await vinyl.cursor().open()
+    handle = cursor._handle
+    with pytest.warns(ResourceWarning, match="async with vinyl.cursor"):
+        del cursor
+        gc.collect()
+    await handle.release()  # what the forgotten close() would have done

@@ -15,6 +15,7 @@ use ``Model.vinyl...iterator()``, which streams).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +182,18 @@ class Cursor:
 
     def __aiter__(self) -> Any:
         return _aiter(self)
+
+    def __del__(self) -> None:
+        # An async handle left open keeps its pooled connection checked out (or the atomic()
+        # block's connection held) for good: nothing can await its release from here.
+        if getattr(self._handle, "conn", None) is not None:
+            warnings.warn(
+                f"A vinyl cursor on database {self.alias!r} was never closed, so its connection "
+                "was never given back: use `async with vinyl.cursor() as c:`, or `await c.close()` "
+                "in a finally block.",
+                ResourceWarning,
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._handle is not None else "not open"
