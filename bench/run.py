@@ -58,6 +58,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="measure what watching statements costs (vinyl.db.querylog; see bench/observe.py)",
     )
     parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="set OPTIONS['server_side_binding'] (Django's and vinyl's cursors bind on the server)",
+    )
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        metavar="N",
+        help="set OPTIONS['prepare_threshold']: with --server-side-binding, prepare a statement "
+        "after N runs on a connection (Django's default: never)",
+    )
+    parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
     )
     parser.add_argument(
@@ -294,7 +306,9 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
         f"ops/s, median of {args.rounds} interleaved rounds (Python {platform.python_version()}, "
         f"Django {django.get_version()}, psycopg {psycopg.__version__}, "
         f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE}"
-        f"{', vinyl with CONN_HEALTH_CHECKS' if args.health_checks else ''})",
+        f"{', vinyl with CONN_HEALTH_CHECKS' if args.health_checks else ''}"
+        f"{', server-side binding' if args.server_side_binding else ''}"
+        f"{f', prepare_threshold={args.prepare_threshold}' if args.prepare_threshold is not None else ''})",
         "",
         "".ljust(width) + "".join(f"{s:>17}" for s in SYSTEMS),
     ]
@@ -403,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         SYSTEMS = observe.SYSTEMS
     began = time.perf_counter()
     with server_url() as url, bench_database(url):
-        bench_settings.configure(url, check=args.health_checks)
+        bench_settings.configure(
+            url,
+            check=args.health_checks,
+            server_side_binding=args.server_side_binding,
+            prepare_threshold=args.prepare_threshold,
+        )
         create_schema()
         bench = Bench()
         try:

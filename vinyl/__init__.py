@@ -7,6 +7,7 @@ from .futures import AwaitableInSyncModeError, gather, later, maybe_async, ready
 
 __all__ = [
     "AwaitableInSyncModeError",
+    "Cursor",
     "ImplicitQueryError",
     "NPlusOneError",
     "NPlusOneWarning",
@@ -21,6 +22,7 @@ __all__ = [
     "atomic",
     "close_pools",
     "execute_wrapper",
+    "cursor",
     "gather",
     "get_rollback",
     "is_async",
@@ -50,6 +52,8 @@ _LAZY = {
     "QueryLog": "db.requestlog",
     "QueryLogMiddleware": "db.requestlog",
     "SynchronousQueryError": "compiler",
+    "Cursor": "db.cursors",
+    "cursor": "db.cursors",
     "atomic": "db.transaction",
     "get_rollback": "db.transaction",
     "on_commit": "db.transaction",

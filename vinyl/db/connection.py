@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import psycopg
@@ -24,6 +24,7 @@ from psycopg.client_cursor import ClientCursorMixin
 
 from ..flags import is_async
 from ..futures import maybe_async
+from ..futures.driver import _Ready
 from ..futures.shields import guard, shielded
 from .pins import current_pin
 from .pool import get_pool, getconn
@@ -32,8 +33,10 @@ from .wrapper import compile_wrapper
 
 __all__ = [
     "ALL_ROWS",
+    "BUFFERED",
     "CURSOR",
     "DESCRIBED",
+    "MANY",
     "MULTI",
     "NO_RESULTS",
     "ROW_COUNT",
@@ -44,10 +47,14 @@ __all__ = [
     "run_on",
 ]
 
-# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
-# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor.
+# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING),
+# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor, and
+# for vinyl.cursor(): (description, every row or None, rowcount) of one statement (BUFFERED) or of
+# executemany() with a list of parameter sequences (MANY).
 ALL_ROWS = "all_rows"
 DESCRIBED = "described"
+BUFFERED = "buffered"
+MANY = "many"
 
 
 class SyncHandle:
@@ -73,6 +80,9 @@ class SyncHandle:
     def failed(self) -> None:
         pass
 
+    def check_usable(self) -> None:
+        pass  # Django's cursor validates its connection's transaction itself
+
     def release(self) -> None:
         return None
 
@@ -82,6 +92,7 @@ class AsyncServerSideCursor(ClientCursorMixin, psycopg.AsyncServerCursor):
 
 
 _cursor_names = itertools.count(1)
+_RELEASED = _Ready(None)  # what release() of a pinned handle awaits: nothing
 
 
 class AsyncHandle:
@@ -105,22 +116,31 @@ class AsyncHandle:
         return self.conn.cursor()
 
     def chunked_cursor(self) -> Any:
-        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD.
-        return AsyncServerSideCursor(
-            self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False
+        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD. The
+        # cursor class is Django's choice: client-side binding unless server_side_binding.
+        cls = (
+            psycopg.AsyncServerCursor
+            if self.wrapper.features.uses_server_side_binding
+            else AsyncServerSideCursor
         )
+        return cls(self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False)
 
     def failed(self) -> None:
         if self.pin is not None:
             self.pin.failed()
 
-    async def release(self) -> None:
+    def check_usable(self) -> None:
+        """Raise as Django's ``validate_no_broken_transaction`` does (a held handle)."""
+        if self.pin is not None:
+            self.pin.check_usable()
+
+    def release(self) -> Awaitable[None]:
         if self.pin is not None:
             self.pin.leave()
-            return
+            return _RELEASED
         # Shielded: a cancelled task must still hand its connection back (the pool rolls back,
         # resets or discards it as its state requires).
-        await shielded(self.pool.putconn(self.conn))
+        return shielded(self.pool.putconn(self.conn))
 
 
 async def _acquire_async(alias: str) -> AsyncHandle:
@@ -176,13 +196,21 @@ def _execute(handle: Any, sql: Any, params: Sequence[Any] | None, result: str):
         with handle.errors:
             cursor = handle.cursor()
             try:
-                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                if result == MANY:
+                    statement = cursor.executemany(sql, params)
+                else:
+                    statement = cursor.execute(sql, params)
+                yield guard(statement)  # see guard(): cancellation
                 if result in (MULTI, ALL_ROWS):
                     value = yield cursor.fetchall()
                 elif result == SINGLE:
                     value = yield cursor.fetchone()
                 elif result == DESCRIBED:
                     value = (cursor.description, (yield cursor.fetchall()))
+                elif result in (BUFFERED, MANY):
+                    description = cursor.description
+                    rows = None if description is None else (yield cursor.fetchall())
+                    value = (description, rows, cursor.rowcount)
                 elif result == ROW_COUNT:
                     value = cursor.rowcount
                 else:

@@ -125,7 +125,7 @@ def _observe(watch: _Watch, execute: Any, handle: Any, sql: Any, params: Any, ar
     for wrapper in reversed(wrappers):
         chain = functools.partial(wrapper, chain)
     context = {"connection": connections[handle.alias], "cursor": None, "alias": handle.alias}
-    return (yield chain(sql, params, False, context))
+    return (yield chain(sql, params, _is_many(args), context))
 
 
 @maybe_async
@@ -135,7 +135,7 @@ def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any,
     start = time.monotonic()
     try:  # as in Django's debug cursor, a statement a wrapper refused is logged too
         if django is not None and django.execute_wrappers and not control:
-            sql, params = _call_django_wrappers(django, sql, params)
+            sql, params = _call_django_wrappers(django, sql, params, _is_many(args))
         return (yield execute(handle, sql, params, *args))
     finally:
         duration = time.monotonic() - start
@@ -146,12 +146,17 @@ def _run(watch: _Watch | None, execute: Any, handle: Any, sql: Any, params: Any,
                 recorder.record(sql, params, duration, handle.alias)
 
 
+def _is_many(args: Any) -> bool:
+    # run_on's result kind "many" (db.connection.MANY) is an executemany().
+    return bool(args) and args[0] == "many"
+
+
 class _WrapperSkipped(RuntimeError):
     pass
 
 
 @mirrors("django.db.backends.utils:CursorWrapper._execute_with_wrappers")
-def _call_django_wrappers(conn: Any, sql: Any, params: Any) -> tuple[Any, Any]:
+def _call_django_wrappers(conn: Any, sql: Any, params: Any, many: bool) -> tuple[Any, Any]:
     """Run Django's (synchronous) execute wrappers; return the SQL and params to execute."""
     seen: list[tuple[Any, Any]] = []
 
@@ -161,7 +166,7 @@ def _call_django_wrappers(conn: Any, sql: Any, params: Any) -> tuple[Any, Any]:
     executor: Callable[..., Any] = execute
     for wrapper in reversed(conn.execute_wrappers):
         executor = functools.partial(wrapper, executor)
-    executor(sql, params, False, {"connection": conn, "cursor": None})
+    executor(sql, params, many, {"connection": conn, "cursor": None})
     if not seen:
         raise _WrapperSkipped(
             f"An execute wrapper of connections[{conn.alias!r}] returned without calling "

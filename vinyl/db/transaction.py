@@ -129,6 +129,10 @@ class Pin:
                 "the end of the 'atomic' block."
             ) from self.rollback_exc
 
+    def check_usable(self) -> None:
+        """Raise if the block has ended or a failed statement awaits its rollback."""
+        self._check(True)
+
     def leave(self) -> None:
         if self._depth <= 0:
             return  # released by close(): an operation that outlived its block
