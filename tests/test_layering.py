@@ -62,7 +62,16 @@ LAYERS: dict[str, set[str]] = {
 # __init__ may import all of them; a module never imports its own package's __init__.
 PACKAGES: dict[str, list[str]] = {
     "vinyl.futures": ["driver", "shields"],
-    "vinyl.db": ["querylog", "requestlog", "pins", "wrapper", "pool", "connection", "transaction", "cursors"],
+    "vinyl.db": [
+        "querylog",
+        "requestlog",
+        "pins",
+        "wrapper",
+        "pool",
+        "connection",
+        "transaction",
+        "cursors",
+    ],
     "vinyl.compiler": ["tape", "compilers", "replay", "query", "statements"],
     "vinyl.model": [
         "errors",
