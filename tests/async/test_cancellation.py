@@ -14,44 +14,12 @@ from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
 from tests.pools import pool_settled
-from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
-from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
-from vinyl.pool import close_pools, get_pool, sql_connection
+from vinyl.connection import MULTI, NO_RESULTS, capture_queries, run
+from vinyl.db.pool import close_pools, get_pool
+from vinyl.db.wrapper import sql_connection
 
 pytestmark = pytest.mark.anyio
-
-
-
-
-@pytest.fixture
-async def outside(django_pid):
-    sessions = Outside()
-    try:
-        yield sessions
-        stats = await pool_settled()
-        assert stats["pool_size"] <= stats["pool_max"]
-        assert sessions.sessions("idle in transaction") == 0
-        assert sessions.sessions("idle in transaction (aborted)") == 0
-        assert sessions.sessions("active") == 0  # no cancelled query still running
-        # Every pooled connection works, and none is left inside a transaction.
-        pool = await get_pool("default")
-        pids = await asyncio.gather(*(_status() for _ in range(pool.max_size)))
-        assert all(status == "idle" for status in pids)
-    finally:
-        await close_pools()
-        try:
-            sessions.wait_for_sessions_to_end(keep=[django_pid])
-        finally:
-            sessions.close()
-
-
-
-
-async def _status():
-    row = await run("default", "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' "
-                    "ELSE 'in transaction' END", None, SINGLE)
-    return row[0]
 
 
 @pytest.fixture
@@ -252,8 +220,12 @@ async def test_cancelled_query_leaves_the_block_unable_to_commit(outside):
     async with atomic():
         await insert("before")
         with anyio.move_on_after(0.1):
-            await run("default", "INSERT INTO testapp_author (name) "
-                      "SELECT 'cancelled' FROM pg_sleep(5)", None, NO_RESULTS)
+            await run(
+                "default",
+                "INSERT INTO testapp_author (name) SELECT 'cancelled' FROM pg_sleep(5)",
+                None,
+                NO_RESULTS,
+            )
         with pytest.raises(TransactionManagementError, match="until the end of the 'atomic'"):
             await insert("after")
     assert outside.names() == []
@@ -325,8 +297,12 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
         await asyncio.sleep(rng.random() * 0.002)
         tasks[i].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    unexpected = [r for r in results if isinstance(r, BaseException)
-                  and not isinstance(r, (TimeoutError, asyncio.CancelledError))]
+    unexpected = [
+        r
+        for r in results
+        if isinstance(r, BaseException)
+        and not isinstance(r, (TimeoutError, asyncio.CancelledError))
+    ]
     assert not errors and not unexpected, (errors, unexpected)
 
     rows = await run("default", "SELECT name FROM testapp_author", None, MULTI)
@@ -342,5 +318,7 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
     assert committed <= reached_end
     cancelled = tasks_count - len(committed)
     assert 0 < cancelled < tasks_count  # the test exercised both outcomes
-    print(f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
-          f"pool stats {(await get_pool('default')).get_stats()}")
+    print(
+        f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
+        f"pool stats {(await get_pool('default')).get_stats()}"
+    )

@@ -57,7 +57,7 @@ from django.utils.functional import cached_property
 
 import vinyl
 from vinyl import VinylModel, VinylQuerySet
-from vinyl.instance import InstanceWrites  # VinylModel's instance API, without its managers
+from vinyl.model.instance import InstanceWrites  # VinylModel's instance API, without its managers
 
 OPS: Counter[str] = Counter()  # "sync get", "async save" …: vinyl operations started, by mode
 THREADED: Counter[str] = Counter()  # "QuerySet.get" …: Django ORM callables given to sync_to_async
@@ -118,9 +118,7 @@ def drive(call: Any) -> Any:
     its task are appended to the thread's log, as if the test had awaited it in one context.
     """
     logging = [
-        (alias, connections[alias])
-        for alias in connections
-        if connections[alias].queries_logged
+        (alias, connections[alias]) for alias in connections if connections[alias].queries_logged
     ]
 
     async def run() -> Any:
@@ -325,7 +323,9 @@ def _rebase(model: type) -> None:
     for cls in model.__mro__:
         if models.Model in cls.__bases__ and not issubclass(cls, HarnessInstance):
             cls.__bases__ = tuple(
-                base for b in cls.__bases__ for base in ((HarnessInstance, b) if b is models.Model else (b,))
+                base
+                for b in cls.__bases__
+                for base in ((HarnessInstance, b) if b is models.Model else (b,))
             )
 
 

@@ -269,52 +269,88 @@ def check_counters(leg: str, alone: dict, vinyl: dict) -> list[str]:
 
 # Reasons for --record, by a pattern of the failure's traceback (checked in order).
 REASONS = [
-    (r"JOIN' unexpectedly found",
-     "Django's m2m count()/exists() join optimization applies only when the default manager "
-     "is exactly Manager (here the harness's vinyl manager)"),
-    (r"BulkCreateTransactionTests",
-     "Django 6 logs BEGIN/COMMIT of its transactions in the query log; vinyl's async "
-     "transactions log their statements only"),
-    (r"prefetching_iterator_with_chunks",
-     "the statements of vinyl's async streams (server-side cursor) are not in Django's query log"),
-    (r"_property|primary_house|duplicate_prefetcher",
-     "issue 11: sync code run inside an async-mode operation (a model property that queries) "
-     "gets awaitables"),
-    (r"queries executed|CaptureQueriesContext|captured_queries|update_sqls",
-     "query counting (assertNumQueries/CaptureQueriesContext) reads Django's connection; "
-     "async-mode statements run on vinyl's pooled connections"),
-    (r"inherited an atomic\(\) block|select_for_update cannot be used outside",
-     "issue 11: the test's sync transaction.atomic() block around async-mode operations "
-     "(they do not join Django's connection's transaction)"),
-    (r"returned None in async mode|NoneType can't be used in 'await'",
-     "issue 11: a save() override that does not return super().save() (auth's "
-     "AbstractBaseUser) is not honoured in async mode"),
-    (r"_Operation|never awaited|_Ready|donothing_set",
-     "issue 11: sync code run inside an async-mode operation (signal receiver, callable "
-     "default, on_delete=SET(), ContentType lookup, model property) gets awaitables"),
-    (r"_positional_|_deprecation",
-     "Django 5.2's deprecated positional arguments of save()/asave() (gone in Django 6.0): "
-     "vinyl's save() takes keywords only"),
-    (r"test_in_bulk_preserve_ordering_with_batch_size",
-     "the test patches Django's connection.features (max_query_params); async mode compiles "
-     "on vinyl's own connection wrapper"),
-    (r"in_bulk\(iter\(|LookupTests.test_in_bulk\b",
-     "issue 11: in_bulk() of a one-shot iterator in async mode (the replay's first pass uses it up)"),
-    (r"add_q_mock.call_count",
-     "issue 11: a replayed Django function runs user-visible code more often than Django does"),
-    (r"Chunk size must be strictly positive",
-     "issue 11: aiterator(chunk_size=0) raises when called; Django raises when iterated"),
-    (r"KeyError: 'nonexistent'",
-     "issue 11: an unknown alias raises KeyError in async mode, not ConnectionDoesNotExist"),
-    (r"FakeQuerySet.called",
-     "issue 11: the save chain does not call a custom base manager queryset's _update()"),
-    (r"VinylRawQuerySet|HarnessQuerySet\.",
-     "a class name in a repr or message (vinyl's queryset class)"),
+    (
+        r"JOIN' unexpectedly found",
+        "Django's m2m count()/exists() join optimization applies only when the default manager "
+        "is exactly Manager (here the harness's vinyl manager)",
+    ),
+    (
+        r"BulkCreateTransactionTests",
+        "Django 6 logs BEGIN/COMMIT of its transactions in the query log; vinyl's async "
+        "transactions log their statements only",
+    ),
+    (
+        r"prefetching_iterator_with_chunks",
+        "the statements of vinyl's async streams (server-side cursor) are not in Django's query log",
+    ),
+    (
+        r"_property|primary_house|duplicate_prefetcher",
+        "issue 11: sync code run inside an async-mode operation (a model property that queries) "
+        "gets awaitables",
+    ),
+    (
+        r"queries executed|CaptureQueriesContext|captured_queries|update_sqls",
+        "query counting (assertNumQueries/CaptureQueriesContext) reads Django's connection; "
+        "async-mode statements run on vinyl's pooled connections",
+    ),
+    (
+        r"inherited an atomic\(\) block|select_for_update cannot be used outside",
+        "issue 11: the test's sync transaction.atomic() block around async-mode operations "
+        "(they do not join Django's connection's transaction)",
+    ),
+    (
+        r"returned None in async mode|NoneType can't be used in 'await'",
+        "issue 11: a save() override that does not return super().save() (auth's "
+        "AbstractBaseUser) is not honoured in async mode",
+    ),
+    (
+        r"_Operation|never awaited|_Ready|donothing_set",
+        "issue 11: sync code run inside an async-mode operation (signal receiver, callable "
+        "default, on_delete=SET(), ContentType lookup, model property) gets awaitables",
+    ),
+    (
+        r"_positional_|_deprecation",
+        "Django 5.2's deprecated positional arguments of save()/asave() (gone in Django 6.0): "
+        "vinyl's save() takes keywords only",
+    ),
+    (
+        r"test_in_bulk_preserve_ordering_with_batch_size",
+        "the test patches Django's connection.features (max_query_params); async mode compiles "
+        "on vinyl's own connection wrapper",
+    ),
+    (
+        r"in_bulk\(iter\(|LookupTests.test_in_bulk\b",
+        "issue 11: in_bulk() of a one-shot iterator in async mode (the replay's first pass uses it up)",
+    ),
+    (
+        r"add_q_mock.call_count",
+        "issue 11: a replayed Django function runs user-visible code more often than Django does",
+    ),
+    (
+        r"Chunk size must be strictly positive",
+        "issue 11: aiterator(chunk_size=0) raises when called; Django raises when iterated",
+    ),
+    (
+        r"KeyError: 'nonexistent'",
+        "issue 11: an unknown alias raises KeyError in async mode, not ConnectionDoesNotExist",
+    ),
+    (
+        r"FakeQuerySet.called",
+        "issue 11: the save chain does not call a custom base manager queryset's _update()",
+    ),
+    (
+        r"VinylRawQuerySet|HarnessQuerySet\.",
+        "a class name in a repr or message (vinyl's queryset class)",
+    ),
     (r"cursor_iter_mock", "tests Django internals vinyl does not call (cursor_iter)"),
-    (r"test_multi_table_inheritance_unsupported",
-     "deliberate extension: vinyl's bulk_create supports multi-table inheritance"),
-    (r"IndexError not raised",
-     "vinyl's first()/last() evaluate with _fetch(), not through a custom __iter__"),
+    (
+        r"test_multi_table_inheritance_unsupported",
+        "deliberate extension: vinyl's bulk_create supports multi-table inheritance",
+    ),
+    (
+        r"IndexError not raised",
+        "vinyl's first()/last() evaluate with _fetch(), not through a custom __iter__",
+    ),
 ]
 
 
@@ -383,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.record:
                 new = [p.rsplit(": ", 1)[1] for p in found if ": new failure" in p]
-                record(leg, new, CACHE / "out" / django.__version__ / leg / "vinyl" / "runtests.log")
+                record(
+                    leg, new, CACHE / "out" / django.__version__ / leg / "vinyl" / "runtests.log"
+                )
                 found = [p for p in found if ": new failure" not in p]
             problems += found
             problems += check_counters(leg, sides["alone"][1], sides["vinyl"][1])

@@ -19,7 +19,8 @@ from django.apps import apps
 from django.db import connections
 
 from tests.pools import pool_settled  # noqa: F401  (re-exported for the reliability tests)
-from vinyl import pool as vinyl_pool
+from vinyl.db import pool as vinyl_pool
+from vinyl.db import wrapper as vinyl_wrapper
 
 ALIAS = "reliability"  # tests/settings.py: the test database, a pool of max_size 10
 
@@ -74,9 +75,7 @@ class Server:
     def running(self, fragment: str) -> list[int]:
         """Pids of the sessions whose current statement contains *fragment*."""
         return [
-            pid
-            for pid, state, query in self.sessions()
-            if state == "active" and fragment in query
+            pid for pid, state, query in self.sessions() if state == "active" and fragment in query
         ]
 
     def wait_for_sessions_to_end(self, keep: tuple[int, ...] = (), timeout: float = 5.0) -> None:
@@ -120,9 +119,7 @@ def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
 
     ``override_settings(DATABASES=...)`` warns that it is unsafe; this touches only the new alias.
     """
-    base = {
-        k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)
-    }
+    base = {k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)}
     configured = connections.configure_settings({"default": {**base, **settings}})["default"]
     connections.settings[alias] = configured
     try:
@@ -134,7 +131,7 @@ def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
                 wrapper.close()  # sync code only: Django refuses it in an event loop
             delattr(connections._connections, alias)
         del connections.settings[alias]
-        vinyl_pool._compile_wrappers.pop(alias, None)
+        vinyl_wrapper._compile_wrappers.pop(alias, None)
 
 
 class PrivateServer:

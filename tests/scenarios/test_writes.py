@@ -50,10 +50,7 @@ def _rows(model: type[models.Model], rows: list[dict]) -> list[dict]:
 
 def django_state(*models_: type[models.Model]) -> dict[str, list[dict]]:
     """The rows of each model's table, read with Django's ORM (sync)."""
-    return {
-        m._meta.label: _rows(m, list(m._base_manager.order_by("pk").values()))
-        for m in models_
-    }
+    return {m._meta.label: _rows(m, list(m._base_manager.order_by("pk").values())) for m in models_}
 
 
 @vinyl.maybe_async
@@ -336,7 +333,7 @@ def test_failed_multi_table_insert_leaves_nothing(db):
 @both_modes
 def test_error_inside_atomic_rolls_back_only_with_the_block(db):
     yield WStamp.vinyl.create(name="dup")
-    from vinyl.writes import in_atomic
+    from vinyl.db.transaction import in_atomic
 
     @vinyl.maybe_async
     def body():
@@ -467,7 +464,7 @@ def test_concurrent_inserts_and_an_outer_rollback(db, vinyl_mode):
         yield WStamp.vinyl.filter(name="s0").delete()
         raise Undo
 
-    from vinyl.writes import in_atomic
+    from vinyl.db.transaction import in_atomic
 
     with pytest.raises(Undo):
         yield in_atomic("default", body, savepoint=True)

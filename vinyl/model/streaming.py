@@ -31,11 +31,14 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
-from .connection import AsyncHandle, _log, acquire, prepare, run_on
-from .flags import is_async, reset_async, set_async
-from .futures import maybe_async
-from .pool import begin_statement, guard, shielded
-from .relations import prefetch_related_objects
+from ..compat import mirrors
+from ..db.connection import AsyncHandle, acquire, prepare, run_on
+from ..db.pool import begin_statement
+from ..db.querylog import observed
+from ..flags import is_async, reset_async, set_async
+from ..futures import maybe_async
+from ..futures.shields import guard, shielded
+from .prefetch import prefetch_related_objects
 
 __all__ = ["AsyncStream", "stream"]
 
@@ -87,14 +90,13 @@ class _Stream:
             else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
                 cursor = handle.cursor()
             self.cursor = cursor
-            _log(sql, params)
-            with handle.errors:
-                yield guard(cursor.execute(sql, params))
+            yield observed(_declare, handle, sql, params, cursor)
         finally:
             if self.pinned:
                 self.handle = None
                 yield handle.release()
 
+    @mirrors("django.db.models.query:QuerySet._iterator")
     @maybe_async
     def next_chunk(self):
         """Fetch up to chunk_size rows and return their objects ([] once the cursor is done)."""
@@ -149,7 +151,6 @@ class _Stream:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
 
-
     @maybe_async
     def _close_pinned(self, cursor: Any):
         pin = self.pin
@@ -167,6 +168,12 @@ class _Stream:
         # The block has ended, and its cursor with it; the connection may serve someone else by
         # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
         cursor._close()
+
+
+@maybe_async
+def _declare(handle: Any, sql: str, params: Any, cursor: Any):
+    with handle.errors:
+        yield guard(cursor.execute(sql, params))
 
 
 def _iterate_sync(state: _Stream) -> Iterator[Any]:
@@ -283,4 +290,3 @@ def stream(queryset: Any, chunk_size: int | None, server_side: bool) -> Any:
     if is_async():
         return AsyncStream(state)
     return _iterate_sync(state)
-

@@ -6,7 +6,7 @@ written once as a ``@maybe_async`` generator. Django's own ``execute_sql()`` sta
 that calls it synchronously:
 
 * sync mode: it runs ``vinyl_execute_sql()`` (sync) on Django's connection;
-* while :func:`vinyl.replay.call_with_io` replays a Django function in async mode, it answers from
+* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it answers from
   the replay's tape (or asks for the I/O to be done);
 * otherwise, in async mode, it raises: a synchronous query there would block the event loop.
 """
@@ -25,9 +25,11 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
-from .connection import ALL_ROWS, acquire, prepare, run_on
-from .flags import is_async
-from .futures import maybe_async
+from ..compat import mirrors
+from ..db.connection import ALL_ROWS, acquire, prepare, run_on
+from ..flags import is_async
+from ..futures import maybe_async
+from .tape import answer
 
 __all__ = [
     "SQLAggregateCompiler",
@@ -55,13 +57,12 @@ class VinylCompilerMixin:
             self.vinyl_result = _NOT_SET
             return result
         if is_async():
-            from .replay import answer
-
             return answer(self, (result_type, chunked_fetch, chunk_size))
         if result_type == CURSOR or chunked_fetch:
             return super().execute_sql(result_type, chunked_fetch, chunk_size)
         return self.vinyl_execute_sql(result_type, chunk_size=chunk_size)
 
+    @mirrors("django.db.models.sql.compiler:SQLCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -74,10 +75,11 @@ class VinylCompilerMixin:
         result_type = result_type or NO_RESULTS
         if result_type == CURSOR or chunked_fetch:
             raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
-        yield prepare(self.connection.alias)
         # The connection first, then the SQL: when tasks outnumber connections, a task that
         # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
-        # (compiling first made a burst of tasks compile while results waited to be read).
+        # (compiling first made a burst of tasks compile while results waited to be read). The
+        # pool is open once a connection is in hand, so the SQL that depends on the server's
+        # version needs no prepare() here.
         handle = yield acquire(self.connection.alias)
         try:
             try:
@@ -97,11 +99,12 @@ class VinylCompilerMixin:
             return value[: self.col_count]
         return value
 
+    @mirrors("django.db.models.sql.query:Query.get_aggregation")
     def vinyl_aggregation(self, row: Any) -> dict[str, Any]:
         """Return what ``Query.get_aggregation`` returns once this, its query, answered *row*.
 
         Copied from the end of Django's get_aggregation (the same in 5.2 and 6.1), so that async
-        mode needs no second pass of it (see vinyl.replay.call_with_io's *finish*).
+        mode needs no second pass of it (see vinyl.compiler.replay.call_with_io's *finish*).
         """
         cols = self.query.annotation_select.values()
         if row is None:
@@ -122,11 +125,10 @@ class SQLCompiler(VinylCompilerMixin, pg.SQLCompiler):
 class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
     def execute_sql(self, returning_fields=None):
         if is_async():
-            from .replay import answer
-
             return answer(self, (returning_fields,))
         return self.vinyl_execute_sql(returning_fields)
 
+    @mirrors("django.db.models.sql.compiler:SQLInsertCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(self, returning_fields=None):
         """Run the INSERT statements; return the RETURNING rows, converted (as Django does)."""

@@ -2,7 +2,7 @@
 
 ``collect()`` runs ``Collector.collect()`` — read-only logic (cascades, PROTECT/RESTRICT, SET_*,
 fast deletes, multi-table parents, generic relations) with queries in the middle — through
-:func:`vinyl.replay.call_with_io`: each pass builds a fresh collector, so replaying it is safe.
+:func:`vinyl.compiler.replay.call_with_io`: each pass builds a fresh collector, so replaying it is safe.
 
 ``delete_collected()`` mirrors ``Collector.delete()`` as a ``@maybe_async`` generator: its
 statements sit between pre_delete and post_delete signals and instance bookkeeping, which a
@@ -21,13 +21,14 @@ from django.db.models import signals, sql
 from django.db.models.deletion import Collector
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS, ROW_COUNT
 
-from .compiler import compiler_for
-from .futures import maybe_async
-from .pool import sql_connection
-from .replay import call_with_io
+from ..compat import mirrors
+from ..compiler.compilers import compiler_for
+from ..compiler.replay import call_with_io
+from ..compiler.statements import update_query
+from ..db.transaction import in_atomic, mark_for_rollback_on_error
+from ..db.wrapper import sql_connection
+from ..futures import maybe_async
 from .signals import send
-from .transaction import mark_for_rollback_on_error
-from .writes import in_atomic, update_query
 
 __all__ = ["collect", "delete_collected"]
 
@@ -48,6 +49,7 @@ def _execute(query: Any, using: str, result_type: str) -> Any:
     return compiler.vinyl_execute_sql(result_type)
 
 
+@mirrors("django.db.models.sql.subqueries:DeleteQuery.delete_batch")
 @maybe_async
 def _delete_batch(model: Any, pk_list: list[Any], using: str):
     # DeleteQuery.delete_batch(): one DELETE per chunk of pks.
@@ -62,6 +64,7 @@ def _delete_batch(model: Any, pk_list: list[Any], using: str):
     return num_deleted
 
 
+@mirrors("django.db.models.query:QuerySet._raw_delete")
 @maybe_async
 def _raw_delete(queryset: Any, using: str):
     # QuerySet._raw_delete(): one DELETE of what the queryset selects.
@@ -70,6 +73,7 @@ def _raw_delete(queryset: Any, using: str):
     return (yield _execute(query, using, ROW_COUNT)) or 0
 
 
+@mirrors("django.db.models.sql.subqueries:UpdateQuery.update_batch")
 @maybe_async
 def _update_batch(model: Any, pk_list: list[Any], values: dict[str, Any], using: str):
     # UpdateQuery.update_batch()
@@ -89,6 +93,7 @@ def _update_queryset(queryset: Any, values: dict[str, Any], using: str):
     return (yield update_query(query, using))
 
 
+@mirrors("django.db.models.deletion:Collector.delete")
 @maybe_async
 def delete_collected(collector: Collector):
     """Delete what *collector* collected, as ``Collector.delete()``; ``(count, {label: n})``."""

@@ -1,43 +1,35 @@
-"""VinylQuerySet, VinylManager, VinylModel and the relation accessor ``obj.q``.
+"""VinylQuerySet and VinylManager: Django's queryset API with I/O in the current mode.
 
 A VinylQuerySet is a Django QuerySet whose evaluation and terminal methods follow the mode: sync
 mode returns values, async mode returns awaitables. Chainable methods are Django's own and never
 do I/O. Each terminal method is written once, as a ``@maybe_async`` generator, and mirrors the
-Django method of the same name (its docstring says where it differs).
+Django method of the same name (its docstring says where it differs). The writes are a base
+class of their own (vinyl.model.writes).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import django
-from django.core.exceptions import SynchronousOnlyOperation
-from django.db import NotSupportedError, models
+from django.db import NotSupportedError, connections, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
+from ..compat import FETCH_MODES, FIRST_LAST_KEEP_CLEARED_ORDERING, mirrors
+from ..compiler.query import VinylQuery
+from ..compiler.replay import call_with_io
+from ..compiler.tape import _tape
+from ..db.wrapper import sql_connection
+from ..flags import async_mode, is_async
+from ..futures import maybe_async, ready
+from .errors import ImplicitQueryError
 from .evaluation import Evaluation, native_a_method
-from .flags import async_mode, is_async
-from .futures import maybe_async, ready
-from .instance import InstanceWrites
-from .pool import sql_connection
-from .query import VinylQuery
-from .replay import _tape, call_with_io
+from .prefetch import prefetch_related_objects
+from .raw import VinylRawQuerySet
+from .streaming import stream
 from .writes import QuerySetWrites
 
-__all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", "as_vinyl"]
-
-
-# Django 6.1's first()/last() keep an ordering cleared by order_by() instead of ordering by pk.
-_FIRST_LAST_KEEP_CLEARED_ORDERING = django.VERSION >= (6, 1)
-
-
-class ImplicitQueryError(RuntimeError, SynchronousOnlyOperation):
-    """An unevaluated queryset or unloaded relation was used where async mode cannot wait.
-
-    Also a ``SynchronousOnlyOperation``, the class Django raises for the same refusal, so code
-    written against Django's querysets catches it (found by Django's own test suite).
-    """
+__all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
 
 
 class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
@@ -70,8 +62,6 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     @maybe_async
     def _vinyl_prefetch(self):
-        from .relations import prefetch_related_objects
-
         yield prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
         self._prefetch_done = True
 
@@ -100,6 +90,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         return super().__repr__()
 
     # -- terminal methods -------------------------------------------------------------------
+    @mirrors("django.db.models.query:QuerySet.get")
     @maybe_async
     def get(self, *args: Any, **kwargs: Any):
         """Return the single object matching the lookups, as ``QuerySet.get``."""
@@ -133,6 +124,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
             )
         )
 
+    @mirrors("django.db.models.query:QuerySet.first")
     @maybe_async
     def first(self):
         """Return the first object (ordering by pk if unordered), or None."""
@@ -145,6 +137,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         objs = head if isinstance(head, list) else (yield head._fetch())
         return objs[0] if objs else None
 
+    @mirrors("django.db.models.query:QuerySet.last")
     @maybe_async
     def last(self):
         """Return the last object (ordering by pk if unordered), or None."""
@@ -158,7 +151,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def _keeps_order(self) -> bool:
         return self.ordered or (
-            _FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
+            FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
         )
 
     def count(self) -> Any:
@@ -170,6 +163,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
             finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
         )
 
+    @mirrors("django.db.models.query:QuerySet.exists")
     @maybe_async
     def exists(self):
         """Return True if the queryset contains any result."""
@@ -194,25 +188,20 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
         """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""
-        return call_with_io(
-            lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name)
-        )
+        return call_with_io(lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name))
 
     def explain(self, *, format: str | None = None, **options: Any) -> Any:
         """Return the query plan as text, as ``QuerySet.explain``."""
         return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
 
+    @mirrors("django.db.models.query:QuerySet.iterator")
     def iterator(self, chunk_size: int | None = None) -> Any:
         """Stream the results through a server-side cursor, as ``QuerySet.iterator``.
 
         Sync mode returns a generator; async mode an async iterator (``async for``), which also
-        works as ``async with`` and has ``aclose()`` (see vinyl.streaming). With
+        works as ``async with`` and has ``aclose()`` (see vinyl.model.streaming). With
         prefetch_related, *chunk_size* is required and each chunk is prefetched, as in Django.
         """
-        from django.db import connections
-
-        from .streaming import stream
-
         if chunk_size is None:
             if self._prefetch_related_lookups:
                 raise ValueError(
@@ -232,6 +221,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         with async_mode():
             return self.iterator(chunk_size)
 
+    @mirrors("django.db.models.query:QuerySet.raw")
     def raw(
         self,
         raw_query: str,
@@ -240,16 +230,14 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         using: str | None = None,
     ) -> Any:
         """Return a VinylRawQuerySet, as ``QuerySet.raw``: ``await qs.raw(sql)`` in async mode."""
-        from .raw import VinylRawQuerySet
-
-        kwargs = {"fetch_mode": self._fetch_mode} if hasattr(self, "_fetch_mode") else {}
+        kwargs = {"fetch_mode": self._fetch_mode} if FETCH_MODES else {}
         qs = VinylRawQuerySet(
             raw_query,
             model=self.model,
             params=params,
             translations=translations,
             using=using or self.db,
-            **kwargs,  # Django >= 6.1
+            **kwargs,
         )
         qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
         return qs
@@ -263,6 +251,7 @@ for _name in (
     setattr(VinylQuerySet, f"a{_name}", native_a_method(_name))
 
 
+@mirrors("django.db.models.query:QuerySet._clone")
 def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
     if isinstance(queryset, VinylQuerySet):
@@ -295,27 +284,3 @@ class VinylManager(models.Manager.from_queryset(VinylQuerySet)):
 
     def __call__(self, *args: Any, **kwargs: Any) -> models.Model:
         return self.model(*args, **kwargs)
-
-
-class VinylModel(InstanceWrites, models.Model):
-    """An abstract model that adds ``vinyl = VinylManager()`` and the relation accessor ``q``."""
-
-    vinyl = VinylManager()
-    objects = models.Manager()
-
-    class Meta:
-        abstract = True
-
-    @property
-    def q(self) -> Relations:
-        """This object's relations, fetched explicitly in the current mode.
-
-        ``await book.q.author`` (cached on the object afterwards), ``author.q.books.filter(...)``
-        (a related manager of VinylQuerySets); see vinyl.relations.
-        """
-        return Relations(self)
-
-
-# Imported last: it needs the classes above, and it must guard the relation descriptors of every
-# VinylModel subclass, so it connects its class_prepared receiver before any can be defined.
-from .relations import Relations  # noqa: E402
