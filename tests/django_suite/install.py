@@ -109,13 +109,13 @@ def _runner() -> asyncio.Runner:
     return runner
 
 
-def drive(call: Any) -> Any:
-    """Call ``call()`` in async mode on this thread's event loop and return what it awaits to.
+def _run_logged(make: Any) -> Any:
+    """Run the coroutine ``make()`` returns on this thread's event loop; return its result.
 
     Django's ``connections`` gives async code a connection object of its task, not the thread's;
     vinyl logs async statements there. When the test's (thread's) connection logs queries
-    (``assertNumQueries``, ``CaptureQueriesContext``), the statements the operation logged in
-    its task are appended to the thread's log, as if the test had awaited it in one context.
+    (``assertNumQueries``, ``CaptureQueriesContext``), the statements logged in the task are
+    appended to the thread's log, as if the test had awaited them in one context.
     """
     logging = [
         (alias, connections[alias]) for alias in connections if connections[alias].queries_logged
@@ -128,14 +128,23 @@ def drive(call: Any) -> Any:
             task_connection.force_debug_cursor = True
             tasks.append((thread_connection, task_connection, len(task_connection.queries_log)))
         try:
-            with vinyl.async_mode():
-                value = call()
-            return (await value) if inspect.isawaitable(value) else value
+            return await make()
         finally:
             for thread_connection, task_connection, start in tasks:
                 thread_connection.queries_log.extend(list(task_connection.queries_log)[start:])
 
     return _runner().run(run(), context=contextvars.copy_context())
+
+
+def drive(call: Any) -> Any:
+    """Call ``call()`` in async mode on this thread's event loop and return what it awaits to."""
+
+    async def run() -> Any:
+        with vinyl.async_mode():
+            value = call()
+        return (await value) if inspect.isawaitable(value) else value
+
+    return _run_logged(run)
 
 
 def close_loops() -> None:
@@ -152,13 +161,13 @@ def _driven_iterator(stream: Any) -> Any:
     try:
         while True:
             try:
-                yield _runner().run(stream.__anext__(), context=contextvars.copy_context())
+                yield _run_logged(stream.__anext__)
             except StopAsyncIteration:
                 return
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
-            _runner().run(aclose(), context=contextvars.copy_context())
+            _run_logged(aclose)
 
 
 def _counted(name: str, method: Any) -> Any:

@@ -20,7 +20,10 @@ Django's ``DiscoverRunner`` with four additions, set by environment variables th
   thread-based a-method calls).
 
 With vinyl in place, each async test method ends by closing vinyl's pools of its event loop
-(Django runs each async test on an event loop of its own; a pool belongs to its loop).
+(Django runs each async test on an event loop of its own; a pool belongs to its loop). In every
+run, the model signals' receivers are put back as they were after each test (a Django test that
+fails before its last line leaves its receiver connected, which would fail the tests after it,
+in an order that depends on the parallel workers).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, transaction
+from django.db.models import signals as model_signals
 from django.test import TestCase
 from django.test.runner import DiscoverRunner
 
@@ -131,6 +135,35 @@ def _commit_data(cls: type) -> None:
         cls._fixture_teardown = _committed_teardown
         cls._should_reload_connections = _keep_connections
         cls._harness_committed = True
+
+
+# -- every test: the model signals' receivers as they were before it ------------------------------
+
+_MODEL_SIGNALS = [
+    getattr(model_signals, name)
+    for name in ("pre_init", "post_init", "pre_save", "post_save", "pre_delete", "post_delete",
+                 "m2m_changed")
+]  # fmt: skip
+
+
+def _restoring_receivers(run: Any) -> Any:
+    """Wrap TestCase.run: a test that fails before it disconnects its receivers (Django's tests
+    disconnect at their end, not in a finally) must not fail the tests after it."""
+
+    @functools.wraps(run)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = [(signal, list(signal.receivers)) for signal in _MODEL_SIGNALS]
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            for signal, receivers in saved:
+                if signal.receivers != receivers:
+                    with signal.lock:
+                        signal.receivers = receivers
+                        signal.sender_receivers_cache.clear()
+
+    wrapper._harness = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 # -- async tests: vinyl's pools close with the test's event loop ----------------------------------
@@ -230,6 +263,8 @@ class HarnessRunner(DiscoverRunner):
         if ONLY:
             tests = [t for t in tests if _is_async_test(t) == (ONLY == "async")]
         for test in tests:
+            if not getattr(type(test).run, "_harness", False):
+                type(test).run = _restoring_receivers(type(test).run)
             if COMMITTED:
                 _commit_data(type(test))
             if MODE != "off" and _is_async_test(test):
