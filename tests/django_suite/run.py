@@ -281,7 +281,8 @@ REASONS = [
     ),
     (
         r"prefetching_iterator_with_chunks",
-        "the statements of vinyl's async streams (server-side cursor) are not in Django's query log",
+        "vinyl's async stream holds its server-side cursor in a transaction of its own: BEGIN "
+        "and COMMIT are two statements more than Django's WITH HOLD cursor",
     ),
     (
         r"_property|primary_house|duplicate_prefetcher",
