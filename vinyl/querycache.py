@@ -29,6 +29,7 @@ import datetime
 import decimal
 import threading
 import uuid
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -185,7 +186,7 @@ def _value_shape(value: Any, values: Slots) -> Any:
             if not (item is None or item_type in _SCALARS or isinstance(item, Model)):
                 raise Untracked("a list holding an expression or an object")
             types.append(item_type)
-        values.append(kind(value))  # a copy, as Django's resolve_lookup_value makes
+        values.append(value)  # (a copy made by filter(), see _copied)
         return (kind, len(value), frozenset(types))
     raise Untracked(
         "an expression value" if hasattr(value, "resolve_expression") else "a value of no kind"
@@ -292,6 +293,8 @@ class CachedChain:
     def _clone(self) -> Any:
         clone = super()._clone()
         clone._vinyl_shape = None  # Django's own methods: untracked unless a step says so
+        if self._vinyl_shape is None:
+            clone._vinyl_why = self._vinyl_why
         return clone
 
     def _vinyl_step(self, func: Callable[..., Any], shape: Callable[[Slots], Any], *args, **kwargs):
@@ -300,6 +303,10 @@ class CachedChain:
         *func* is Django's own method (QuerySet.filter …); *shape* describes the call and puts
         its values in the Slots it is given, or raises Untracked.
         """
+        if self._defer_next_filter and self._vinyl_shape is not None:
+            # A related manager's filter: Django defers it so that a queryset thrown away costs
+            # nothing; a recorded step is built only when needed anyway.
+            self._defer_next_filter = False
         if (
             self._vinyl_shape is None
             or not self._cloning_enabled
@@ -319,7 +326,7 @@ class CachedChain:
         new_shape = (*self._vinyl_shape, step_shape)
         steps = (*self._vinyl_steps, (func, args, kwargs))
         known = _state.known.get((self.model, new_shape))
-        if known is not None and not self._defer_next_filter:
+        if known is not None:
             clone = QuerySet.__new__(type(self))
             clone.__dict__.update(self.__dict__)
             clone._result_cache = None
@@ -344,11 +351,15 @@ class CachedChain:
         return clone
 
     def filter(self, *args: Any, **kwargs: Any) -> Any:
+        if self._vinyl_shape is not None:
+            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
         return self._vinyl_step(
             QuerySet.filter, lambda v: _filter_shape("F", args, kwargs, v), *args, **kwargs
         )
 
     def exclude(self, *args: Any, **kwargs: Any) -> Any:
+        if self._vinyl_shape is not None:
+            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
         return self._vinyl_step(
             QuerySet.exclude, lambda v: _filter_shape("X", args, kwargs, v), *args, **kwargs
         )
@@ -449,6 +460,15 @@ def _fact(qs: Any, name: str) -> Any:
     return getattr(qs.query, name)
 
 
+def _copied(value: Any) -> Any:
+    """*value* with its lists copied: Django copies them when it filters, a lazy step later."""
+    if type(value) in (list, tuple):
+        return type(value)(_copied(v) for v in value)
+    if isinstance(value, Q):
+        return Q.create([_copied(c) for c in value.children], value.connector, value.negated)
+    return value
+
+
 def _filter_shape(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], values: Slots):
     # Q(*args, **kwargs) sorts the keyword arguments; so do the shape and the values.
     parts = [_q_shape(a, values) for a in args]
@@ -536,10 +556,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _reproduces(compiler: Any, leaf: Any, value: Any, sql: str, params: Any) -> bool:
-    try:
-        again_sql, again_params = compiler.compile(type(leaf)(leaf.lhs, value))
-    except Exception:
-        return False
+    # Django already warned (a naive datetime …) when it built the leaf; once per call, as in
+    # Django. (catch_warnings is process-wide before Python 3.14; this runs once per key.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            again_sql, again_params = compiler.compile(type(leaf)(leaf.lhs, value))
+        except Exception:
+            return False
     return again_sql == sql and _same(tuple(again_params), tuple(params))
 
 
@@ -564,8 +588,12 @@ def derive(
     leaves = _leaves(where, []) if where is not None else []
     try:
         where_params = tuple(compiler.compile(where)[1]) if where is not None else ()
-    except (EmptyResultSet, FullResultSet):
-        raise NotCacheable("a WHERE that is always true or false") from None
+    except FullResultSet:
+        if leaves:
+            raise NotCacheable("a WHERE that is always true") from None
+        where_params = ()  # no WHERE at all
+    except EmptyResultSet:
+        raise NotCacheable("a WHERE that is always false") from None
     select_params = tuple(p for _, (_, ps), _ in compiler.select for p in ps)
     params = tuple(params)
     if len(params) != len(select_params) + len(where_params) or not all(
