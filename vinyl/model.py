@@ -100,15 +100,16 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
     @maybe_async
     def get(self, *args: Any, **kwargs: Any):
         """Return the single object matching the lookups, as ``QuerySet.get``."""
-        if self.query.combinator and (args or kwargs):
+        recorded = self._vinyl_shape is not None  # then no combinator, distinct, for update
+        if not recorded and self.query.combinator and (args or kwargs):
             raise NotSupportedError(
                 f"Calling QuerySet.get(...) with filters after {self.query.combinator}() is not "
                 "supported."
             )
         limit = MAX_GET_RESULTS
-        if self._vinyl_shape is not None:  # recorded: no combinator, distinct or for update
+        if recorded:
             clone = self.filter(*args, **kwargs)
-            if not any(step[0] == "slice" for step in self._vinyl_shape):
+            if not self._vinyl_sliced():
                 clone = clone.order_by()
             clone = clone._vinyl_limited(limit)
         else:
@@ -172,7 +173,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
         return querycache.count(
             self,
             lambda: call_with_io(
-                lambda: self.query.get_count(using=self.db),  # get_count() works on a clone
+                lambda: self._vinyl_query().get_count(using=self.db),  # it works on a clone
                 finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
             ),
         )
@@ -186,7 +187,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
 
     @maybe_async
     def _exists_miss(self):
-        query = self.query.exists()
+        query = self._vinyl_query().exists()
         row = yield query.get_compiler(using=self.db).vinyl_execute_sql(SINGLE)
         return bool(row)
 
@@ -283,6 +284,8 @@ def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
     if isinstance(queryset, VinylQuerySet):
         return queryset
+    if (recorded := querycache.recorded(queryset, VinylQuerySet)) is not None:
+        return recorded
     clone = VinylQuerySet(
         model=queryset.model,
         query=queryset.query.chain(VinylQuery),

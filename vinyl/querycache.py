@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db.models import Model, Q
+from django.db.models import Model, Q, sql
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
@@ -263,12 +263,33 @@ class CachedChain:
         """Make this (fresh, manager-made) queryset a recorded root."""
         self._vinyl_shape = ()
 
-    # The query, built when asked for.
+    # The query, built when asked for. Whoever asks for it may change it in place
+    # (``qs.query.clear_ordering()``, as Django's prefetching does), which the recorded shape
+    # would not show: so the queryset stops being recorded, unless the reader is trusted.
+    _vinyl_trusted = False
+
     @property
     def query(self) -> Any:
+        if self._vinyl_shape is not None and not self._vinyl_trusted:
+            self._vinyl_shape = None
+            self._vinyl_why = "its query was used directly"
+        return self._vinyl_query()
+
+    def _vinyl_query(self) -> Any:
+        """The query (built if lazy), for readers that never change it."""
         if self._vinyl_lazy:
             self._vinyl_build()
         return QuerySet.query.fget(self)
+
+    @contextlib.contextmanager
+    def _vinyl_reading(self) -> Iterator[None]:
+        """Within the block, Django code that only reads ``self.query`` keeps it recorded."""
+        trusted = self._vinyl_trusted
+        self._vinyl_trusted = True
+        try:
+            yield
+        finally:
+            self._vinyl_trusted = trusted
 
     @query.setter
     def query(self, value: Any) -> None:
@@ -283,6 +304,7 @@ class CachedChain:
         qs._vinyl_lazy = False
         qs._vinyl_shape = None
         qs._result_cache = None
+        qs._cloning_enabled = True  # never change the shared base query in place
         qs._iterable_class, qs._fields = self._vinyl_base
         for func, args, kwargs in self._vinyl_steps[self._vinyl_built :]:
             qs = func(qs, *args, **kwargs)
@@ -303,40 +325,44 @@ class CachedChain:
         *func* is Django's own method (QuerySet.filter …); *shape* describes the call and puts
         its values in the Slots it is given, or raises Untracked.
         """
-        if self._defer_next_filter and self._vinyl_shape is not None:
-            # A related manager's filter: Django defers it so that a queryset thrown away costs
-            # nothing; a recorded step is built only when needed anyway.
-            self._defer_next_filter = False
         if (
             self._vinyl_shape is None
-            or not self._cloning_enabled
             or self._sticky_filter
             or self._deferred_filter is not None
             or self._result_cache is not None
         ):
-            return func(self, *args, **kwargs)
+            return self._vinyl_untracked(func, args, kwargs, self._vinyl_why)
         values = Slots()
         try:
             step_shape = shape(values)
         except Untracked as exc:
-            result = func(self, *args, **kwargs)
-            if isinstance(result, CachedChain):
-                result._vinyl_why = str(exc)
-            return result
+            return self._vinyl_untracked(func, args, kwargs, str(exc))
+        # A related manager defers its filter so that a queryset thrown away costs nothing; a
+        # recorded step is built only when needed anyway.
+        self._defer_next_filter = False
         new_shape = (*self._vinyl_shape, step_shape)
         steps = (*self._vinyl_steps, (func, args, kwargs))
         known = _state.known.get((self.model, new_shape))
+        # With cloning disabled (Django's _avoid_cloning()), the step changes this queryset.
+        in_place = not self._cloning_enabled
         if known is not None:
-            clone = QuerySet.__new__(type(self))
-            clone.__dict__.update(self.__dict__)
-            clone._result_cache = None
-            clone._prefetch_done = False
+            if in_place:
+                clone = self
+            else:
+                clone = QuerySet.__new__(type(self))
+                clone.__dict__.update(self.__dict__)
+                clone._hints = self._hints or {}  # as QuerySet._clone: an empty dict is not shared
+                clone._result_cache = None
+                clone._prefetch_done = False
             if not self._vinyl_lazy:  # what the steps not applied yet start from
                 clone._vinyl_base = (self._iterable_class, self._fields)
             clone._iterable_class, clone._fields = known
             clone._vinyl_lazy = True
         else:
-            clone = func(self, *args, **kwargs)  # Django builds it (and raises its errors)
+            if in_place:  # its query may be the base of lazy clones: change a copy
+                self._query = self._vinyl_query().chain()
+            with self._vinyl_reading():  # Django's chain methods read self.query, then clone
+                clone = func(self, *args, **kwargs)  # Django builds it (and raises its errors)
             if not isinstance(clone, CachedChain):
                 return clone
             clone._vinyl_built = len(steps)
@@ -344,11 +370,19 @@ class CachedChain:
                 _state.known.clear()
             _state.known[(self.model, new_shape)] = (clone._iterable_class, clone._fields)
         offset = len(self._vinyl_values)
-        clone._vinyl_shape = new_shape
-        clone._vinyl_values = (*self._vinyl_values, *values)
         clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in values.keyed))
+        clone._vinyl_values = (*self._vinyl_values, *values)
+        clone._vinyl_shape = new_shape
         clone._vinyl_steps = steps
         return clone
+
+    def _vinyl_untracked(self, func: Callable[..., Any], args: Any, kwargs: Any, why: str) -> Any:
+        if not self._cloning_enabled:  # Django changes this queryset's query itself
+            self._vinyl_shape = None
+        result = func(self, *args, **kwargs)
+        if isinstance(result, CachedChain) and result._vinyl_shape is None:
+            result._vinyl_why = why
+        return result
 
     def filter(self, *args: Any, **kwargs: Any) -> Any:
         if self._vinyl_shape is not None:
@@ -420,9 +454,7 @@ class CachedChain:
 
     @property
     def ordered(self) -> bool:
-        if self._vinyl_lazy:
-            return self._vinyl_fact("ordered")
-        return QuerySet.ordered.fget(self)
+        return self._vinyl_fact("ordered")
 
     def _vinyl_fact(self, name: str) -> Any:
         """A fact of the query that depends on the shape only, computed once per shape."""
@@ -436,28 +468,52 @@ class CachedChain:
             return value
 
     def _check_ordering_first_last_queryset_aggregation(self, method: str) -> None:
-        if self._vinyl_lazy and not self._vinyl_fact("grouped"):
+        if self._vinyl_shape is not None and not self._vinyl_fact("grouped"):
             return  # Django's check looks for a GROUP BY only
         super()._check_ordering_first_last_queryset_aggregation(method)
 
     def _vinyl_limited(self, high: int) -> Any:
-        """``clone.query.set_limits(high=high)`` of get(), recorded as a slice when it can be."""
-        if self._vinyl_shape is not None and not any(
-            step[0] == "slice" for step in self._vinyl_shape
-        ):
+        """``clone.query.set_limits(high=high)`` of get(), as a recorded step."""
+        if self._vinyl_shape is not None and not self._vinyl_sliced():
             return self[:high]
-        self._vinyl_shape = None
-        self._vinyl_why = "get() of a sliced queryset"
-        self.query.set_limits(high=high)
-        return self
+        return self._vinyl_step(_limited, lambda v: ("limit", high), high)
+
+    def _vinyl_sliced(self) -> bool:
+        return any(step[0] in ("slice", "limit") for step in self._vinyl_shape or ())
+
+    def earliest(self, *fields: Any) -> Any:
+        if self._vinyl_shape is not None and not self._vinyl_sliced():
+            return self._earliest(*fields)  # QuerySet.earliest, without building the query
+        return super().earliest(*fields)
+
+    def latest(self, *fields: Any) -> Any:
+        if self._vinyl_shape is not None and not self._vinyl_sliced():
+            return self.reverse()._earliest(*fields)  # QuerySet.latest, without building it
+        return super().latest(*fields)
+
+    def _earliest(self, *fields: Any) -> Any:
+        # QuerySet._earliest with recorded steps (its order_by, limit and get).
+        order_by = fields or self.model._meta.get_latest_by
+        if self._vinyl_shape is None or order_by is None:
+            return super()._earliest(*fields)
+        if not isinstance(order_by, (tuple, list)):
+            order_by = (order_by,)
+        return self.order_by(*order_by)._vinyl_limited(1).get()
+
+
+def _limited(qs: Any, high: int) -> Any:
+    clone = qs._chain()
+    clone.query.set_limits(high=high)
+    return clone
 
 
 def _fact(qs: Any, name: str) -> Any:
     if name == "ordered":
-        return QuerySet.ordered.fget(qs)
+        with qs._vinyl_reading():
+            return QuerySet.ordered.fget(qs)
     if name == "grouped":
-        return isinstance(qs.query.group_by, tuple)
-    return getattr(qs.query, name)
+        return isinstance(qs._vinyl_query().group_by, tuple)
+    return getattr(qs._vinyl_query(), name)
 
 
 def _copied(value: Any) -> Any:
@@ -474,6 +530,36 @@ def _filter_shape(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], valu
     parts = [_q_shape(a, values) for a in args]
     parts += [(k, _value_shape(v, values)) for k, v in sorted(kwargs.items())]
     return (kind, tuple(parts))
+
+
+def recorded(queryset: Any, cls: type) -> Any:
+    """A recorded *cls* queryset equal to *queryset*, a fresh Django one, or None.
+
+    Django's related managers and relation descriptors hand out plain querysets on a fresh
+    query (a related manager's filter deferred): those are recorded from the start, so
+    ``author.q.books.filter(...)`` is cached like ``Book.vinyl.filter(...)``.
+    """
+    if (
+        type(queryset) is not QuerySet
+        or type(queryset._query) is not sql.Query
+        or queryset._result_cache is not None
+        or queryset._sticky_filter
+        or queryset._defer_next_filter
+        or queryset._prefetch_related_lookups
+        or queryset._fields is not None
+        or not _enabled()
+        or vars(queryset._query) != vars(sql.Query(queryset.model))
+    ):
+        return None
+    clone = cls(model=queryset.model, using=queryset._db, hints=queryset._hints)
+    clone._for_write = queryset._for_write
+    clone._known_related_objects = queryset._known_related_objects
+    if hasattr(queryset, "_fetch_mode"):
+        clone._fetch_mode = queryset._fetch_mode
+    if queryset._deferred_filter is not None:
+        negate, args, kwargs = queryset._deferred_filter
+        clone = clone.exclude(*args, **kwargs) if negate else clone.filter(*args, **kwargs)
+    return clone
 
 
 # -- templates ----------------------------------------------------------------------------------
@@ -726,9 +812,10 @@ def fetch(qs: Any) -> Any:
 
     @maybe_async
     def miss():
-        compiler = qs.query.get_compiler(using=qs.db)
+        compiler = qs._vinyl_query().get_compiler(using=qs.db)
         results = yield compiler.vinyl_execute_sql()
-        return qs._objects_from(compiler, results)
+        with qs._vinyl_reading():  # Django's iterables
+            return qs._objects_from(compiler, results)
 
     def finish(compiler, raw, template):
         return template.view(qs)._objects_from(compiler, raw)
