@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db.models import Model, Q, sql
+from django.db.models import Field, Model, Q, sql
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
@@ -225,13 +225,13 @@ def _expr_key(expr: Any) -> Any:
         raise Untracked("a custom expression")
     if type(expr).__name__ in ("RawSQL", "Subquery", "Exists", "OuterRef", "ResolvedOuterRef"):
         raise Untracked(f"{type(expr).__name__}")
+    if isinstance(expr, Field):  # an output_field
+        name, path, fargs, fkwargs = expr.deconstruct()
+        return (path, _expr_key(tuple(fargs)), _expr_key(tuple(sorted(fkwargs.items()))))
     try:
         args, kwargs = expr._constructor_args
     except AttributeError:
         raise Untracked("an expression without constructor arguments") from None
-    if hasattr(expr, "get_internal_type") and hasattr(expr, "deconstruct"):  # a Field
-        name, path, fargs, fkwargs = expr.deconstruct()
-        return (path, _expr_key(tuple(fargs)), _expr_key(tuple(sorted(fkwargs.items()))))
     return (
         type(expr),
         tuple(_expr_key(a) for a in args),
