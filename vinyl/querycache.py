@@ -110,7 +110,8 @@ def query_cache_info() -> dict[str, Any]:
 
 def clear_query_cache(counters: bool = True) -> None:
     """Drop every template (and, by default, zero the counters)."""
-    _state.reset()
+    with _state.lock:
+        _state.entries.clear()
     if counters:
         _state.hits = _state.misses = 0
         _state.fallbacks.clear()
@@ -176,14 +177,14 @@ def _value_shape(value: Any, values: Slots) -> Any:
         values.keyed.append(len(values))
         values.append(value)
         return ("bool", value)  # isnull=True/False and negated lookups differ in their SQL
-    if kind in _SCALARS or isinstance(value, Model):
+    if kind in _SCALARS or isinstance(value, (Model, *_SCALARS)):  # str/int enums …
         values.append(value)
-        return kind
+        return kind  # the exact type: Django prepares each type its own way
     if kind in (list, tuple):
         types = []
         for item in value:
             item_type = type(item)
-            if not (item is None or item_type in _SCALARS or isinstance(item, Model)):
+            if not (item is None or isinstance(item, (Model, *_SCALARS))):
                 raise Untracked("a list holding an expression or an object")
             types.append(item_type)
         values.append(value)  # (a copy made by filter(), see _copied)
@@ -242,6 +243,9 @@ def _expr_key(expr: Any) -> Any:
 # -- the recording queryset ---------------------------------------------------------------------
 
 
+_PLAIN_CLASSES: dict[type, bool] = {}
+
+
 class CachedChain:
     """Mixin of VinylQuerySet: records its chain of calls, and builds the query only on demand.
 
@@ -261,7 +265,23 @@ class CachedChain:
 
     def _vinyl_track(self) -> None:
         """Make this (fresh, manager-made) queryset a recorded root."""
-        self._vinyl_shape = ()
+        cls = type(self)
+        plain = _PLAIN_CLASSES.get(cls)
+        if plain is None:
+            # A lazy step skips these; a class that overrides them takes Django's path.
+            plain = _PLAIN_CLASSES[cls] = all(
+                getattr(cls, name) is getattr(base, name)
+                for base, name in (
+                    (QuerySet, "_filter_or_exclude"),
+                    (QuerySet, "_filter_or_exclude_inplace"),
+                    (QuerySet, "_chain"),
+                    (CachedChain, "_clone"),
+                )
+            )
+        if plain:
+            self._vinyl_shape = ()
+        else:
+            self._vinyl_why = "a queryset class that overrides Django's cloning or filtering"
 
     # The query, built when asked for. Whoever asks for it may change it in place
     # (``qs.query.clear_ordering()``, as Django's prefetching does), which the recorded shape
@@ -273,6 +293,8 @@ class CachedChain:
         if self._vinyl_shape is not None and not self._vinyl_trusted:
             self._vinyl_shape = None
             self._vinyl_why = "its query was used directly"
+            if not self._vinyl_lazy:  # the query may be the base of lazy clones: give a copy
+                self._query = QuerySet.query.fget(self).clone()
         return self._vinyl_query()
 
     def _vinyl_query(self) -> Any:
@@ -313,7 +335,8 @@ class CachedChain:
         self._vinyl_built = len(self._vinyl_steps)
 
     def _clone(self) -> Any:
-        clone = super()._clone()
+        with self._vinyl_reading():  # QuerySet._clone copies self.query, never changes it
+            clone = super()._clone()
         clone._vinyl_shape = None  # Django's own methods: untracked unless a step says so
         if self._vinyl_shape is None:
             clone._vinyl_why = self._vinyl_why
