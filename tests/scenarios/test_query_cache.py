@@ -320,3 +320,39 @@ def test_a_query_changed_in_place_leaves_lazy_clones_alone(seeded):
         base.query.clear_where()  # a hack on the parent, after the child was made
         clear_query_cache(counters=False)  # so the child is built from its base, not a template
         assert [b.pk for b in (yield child)] == [1, 3]
+
+
+def test_threads_share_templates_never_values(seeded):
+    """Sync mode in many threads: one template, each call with its own values."""
+    import threading
+
+    from django.db import connections
+
+    errors = []
+
+    def work(offset):
+        try:
+            for i in range(60):
+                pk = (i + offset) % 6 + 1
+                assert Book.vinyl.get(pk=pk).pk == pk
+                assert list(Book.vinyl.filter(pk=pk).values_list("pk", flat=True)) == [pk]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+@both_modes
+def test_concurrent_tasks_share_templates_never_values(seeded):
+    from vinyl import gather
+
+    pks = [i % 6 + 1 for i in range(40)]
+    books = yield gather(*(Book.vinyl.get(pk=pk) for pk in pks))
+    assert [b.pk for b in books] == pks
