@@ -1,4 +1,4 @@
-"""The structural query cache (vinyl.querycache) never changes an answer.
+"""The structural query cache (vinyl.compiler.querycache) never changes an answer.
 
 Each shape below is called with many values, among them values that change the SQL (None, empty
 and de-duplicated ``__in`` lists, expressions, int vs str vs Decimal, date vs datetime, naive

@@ -41,13 +41,12 @@ from django.db.models import Field, Model, Q, sql
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
-from django.db.models.sql.constants import MULTI, SINGLE
 from django.db.models.sql.where import WhereNode
 from django.utils import timezone
 
-from .flags import is_async
-from .futures import maybe_async
-from .pool import sql_connection
+from ..db.wrapper import sql_connection
+from ..flags import is_async
+from ..futures import maybe_async
 
 __all__ = ["query_cache_info", "query_cache_disabled", "clear_query_cache", "CachedChain"]
 
@@ -864,4 +863,3 @@ def aggregate(qs: Any, args: Any, kwargs: Any, miss: Callable[[], Any]) -> Any:
     return run(qs, terminal, miss, lambda c, row, t: c.vinyl_aggregation(row))
 
 
-__all__ += ["MULTI", "SINGLE"]
