@@ -1,6 +1,6 @@
 """Measure vinyl against Django's ORM and raw psycopg: ``python -m bench [--quick]``.
 
-One run, one database (``vinyl_bench``, created and dropped on the server of ``$DATABASE_URL``,
+One run, one database (``vinyl_bench_<pid>``, created and dropped on the server of ``$DATABASE_URL``,
 or of the embedded development server when it is unset). Each (workload, system) cell is warmed
 up and calibrated to a batch of about ``--batch-seconds``; then ``--rounds`` rounds run every
 cell once, interleaved (the systems' order rotates each round), and the table shows the median

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-DATABASE_NAME = "vinyl_bench"
+# One database per run, so that two runs on one server (several checkouts) never drop each other's.
+DATABASE_NAME = f"vinyl_bench_{os.getpid()}"
 POOL_SIZE = 10
 AUTHORS = 100
 BOOKS_PER_AUTHOR = 100

@@ -245,6 +245,11 @@ def _expr_key(expr: Any) -> Any:
 _PLAIN_CLASSES: dict[type, bool] = {}
 
 
+def _cloning(qs: Any) -> bool:
+    """False inside Django 6.1's ``qs._avoid_cloning()`` (5.2 always clones)."""
+    return getattr(qs, "_cloning_enabled", True)
+
+
 class CachedChain:
     """Mixin of VinylQuerySet: records its chain of calls, and builds the query only on demand.
 
@@ -366,7 +371,7 @@ class CachedChain:
         steps = (*self._vinyl_steps, (func, args, kwargs))
         known = _state.known.get((self.model, new_shape))
         # With cloning disabled (Django's _avoid_cloning()), the step changes this queryset.
-        in_place = not self._cloning_enabled
+        in_place = not _cloning(self)
         if known is not None:
             if in_place:
                 clone = self
@@ -399,7 +404,7 @@ class CachedChain:
         return clone
 
     def _vinyl_untracked(self, func: Callable[..., Any], args: Any, kwargs: Any, why: str) -> Any:
-        if not self._cloning_enabled:  # Django changes this queryset's query itself
+        if not _cloning(self):  # Django changes this queryset's query itself
             self._vinyl_shape = None
         result = func(self, *args, **kwargs)
         if isinstance(result, CachedChain) and result._vinyl_shape is None:
