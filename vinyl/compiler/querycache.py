@@ -387,7 +387,7 @@ class CachedChain:
             clone._vinyl_lazy = True
         else:
             if in_place:  # its query may be the base of lazy clones: change a copy
-                self._query = self._vinyl_query().chain()
+                self._query = self._vinyl_query().clone()
             with self._vinyl_reading():  # Django's chain methods read self.query, then clone
                 clone = func(self, *args, **kwargs)  # Django builds it (and raises its errors)
             if not isinstance(clone, CachedChain):
@@ -404,9 +404,14 @@ class CachedChain:
         return clone
 
     def _vinyl_untracked(self, func: Callable[..., Any], args: Any, kwargs: Any, why: str) -> Any:
-        if not _cloning(self):  # Django changes this queryset's query itself
+        if not _cloning(self) and self._vinyl_shape is not None:
+            # Django changes this queryset's query itself, and that query may be the base of
+            # lazy clones: it changes a copy, and the queryset stops being recorded.
+            self._query = self._vinyl_query().clone()
             self._vinyl_shape = None
-        result = func(self, *args, **kwargs)
+            self._vinyl_why = why
+        with self._vinyl_reading():  # Django's chain methods read self.query, then clone
+            result = func(self, *args, **kwargs)
         if isinstance(result, CachedChain) and result._vinyl_shape is None:
             result._vinyl_why = why
         return result
