@@ -812,8 +812,8 @@ def run(qs: Any, terminal: Any, miss: Callable[[], Any], finish: Callable[[Any, 
         result = yield miss()
     finally:
         capturing.reset(token)
-    if len(captured) != 1:
-        _store(key, "no single statement (empty or several)")
+    if len(captured) != 1:  # none (an always-empty WHERE: pk__in=[] …), or several
+        _fallback("no single statement")
         return result
     compiler, sql, params, result_type = captured[0]
     try:
