@@ -140,6 +140,16 @@ SHAPES = {
         [10, 200],
         True,
     ),
+    "distinct": (
+        lambda M, v: M(Book).filter(tags__name__in=v).distinct().order_by("pk").values_list("pk"),
+        [["python", "sql"], ["django", "x"], ["python", "python"]],
+        True,
+    ),
+    "distinct_count": (  # an aggregate over a subquery: Django's path
+        lambda M, v: M(Book).filter(tags__name__in=v).distinct().count(),
+        [["python", "sql"], ["django", "x"]],
+        False,
+    ),
     "slices": (lambda M, v: M(Book).order_by("pk")[v : v + 2], [0, 1, 4, 10], True),
     "count": (lambda M, v: M(Book).filter(pages__gt=v).count(), [100, 0, 1000], True),
     "exists": (lambda M, v: M(Book).filter(title=v).exists(), ["Zen", "Nope"], True),

@@ -442,6 +442,14 @@ class CachedChain:
     def defer(self, *fields: Any) -> Any:
         return self._vinyl_step(QuerySet.defer, lambda v: ("defer", _names(fields)), *fields)
 
+    def distinct(self, *fields: Any) -> Any:
+        def shape(v: Slots) -> Any:
+            if fields:
+                raise Untracked("distinct() on fields")
+            return ("distinct",)
+
+        return self._vinyl_step(QuerySet.distinct, shape, *fields)
+
     def reverse(self) -> Any:
         return self._vinyl_step(QuerySet.reverse, lambda v: ("reverse",))
 
@@ -638,6 +646,7 @@ class Template:
         query.__dict__.update(self.query.__dict__)
         view._query = query
         view._vinyl_lazy = False
+        view._vinyl_shape = None  # a throwaway: Django's iterables read view.query freely
         return view
 
 
