@@ -97,8 +97,16 @@ SHAPES = {
         [300, 100, 1000],
         True,
     ),
-    "q_not": (lambda M, v: M(Book).filter(~Q(pages=v), price__gt=1).order_by("-pk"), [90, 12], True),
-    "exclude": (lambda M, v: M(Book).exclude(editor__name=v).order_by("pk"), ["Ann", None, "Dan"], True),
+    "q_not": (
+        lambda M, v: M(Book).filter(~Q(pages=v), price__gt=1).order_by("-pk"),
+        [90, 12],
+        True,
+    ),
+    "exclude": (
+        lambda M, v: M(Book).exclude(editor__name=v).order_by("pk"),
+        ["Ann", None, "Dan"],
+        True,
+    ),
     "exclude_and": (
         lambda M, v: M(Book).exclude(pages__lt=v, title__icontains="s").order_by("pk"),
         [100, 1000, 0],
@@ -154,9 +162,11 @@ SHAPES = {
     "count": (lambda M, v: M(Book).filter(pages__gt=v).count(), [100, 0, 1000], True),
     "exists": (lambda M, v: M(Book).filter(title=v).exists(), ["Zen", "Nope"], True),
     "aggregate": (
-        lambda M, v: M(Book)
-        .filter(pages__gte=v)
-        .aggregate(Sum("pages"), latest=Max("published"), avg=Avg("price"), n=Count("pk")),
+        lambda M, v: (
+            M(Book)
+            .filter(pages__gte=v)
+            .aggregate(Sum("pages"), latest=Max("published"), avg=Avg("price"), n=Count("pk"))
+        ),
         [90, 1000, 12],
         True,
     ),

@@ -44,6 +44,7 @@ from django.db.models.signals import class_prepared, post_migrate
 from django.db.models.sql.where import WhereNode
 from django.utils import timezone
 
+from ..compat import AVOID_CLONING, mirrors
 from ..db.wrapper import sql_connection
 from ..flags import is_async
 from ..futures import maybe_async
@@ -247,7 +248,7 @@ _PLAIN_CLASSES: dict[type, bool] = {}
 
 def _cloning(qs: Any) -> bool:
     """False inside Django 6.1's ``qs._avoid_cloning()`` (5.2 always clones)."""
-    return getattr(qs, "_cloning_enabled", True)
+    return not AVOID_CLONING or qs._cloning_enabled
 
 
 class CachedChain:
@@ -507,6 +508,7 @@ class CachedChain:
             value = _state.known[key] = _fact(self, name)
             return value
 
+    @mirrors("django.db.models.query:QuerySet._check_ordering_first_last_queryset_aggregation")
     def _check_ordering_first_last_queryset_aggregation(self, method: str) -> None:
         if self._vinyl_shape is not None and not self._vinyl_fact("grouped"):
             return  # Django's check looks for a GROUP BY only
@@ -521,16 +523,19 @@ class CachedChain:
     def _vinyl_sliced(self) -> bool:
         return any(step[0] in ("slice", "limit") for step in self._vinyl_shape or ())
 
+    @mirrors("django.db.models.query:QuerySet.earliest")
     def earliest(self, *fields: Any) -> Any:
         if self._vinyl_shape is not None and not self._vinyl_sliced():
             return self._earliest(*fields)  # QuerySet.earliest, without building the query
         return super().earliest(*fields)
 
+    @mirrors("django.db.models.query:QuerySet.latest")
     def latest(self, *fields: Any) -> Any:
         if self._vinyl_shape is not None and not self._vinyl_sliced():
             return self.reverse()._earliest(*fields)  # QuerySet.latest, without building it
         return super().latest(*fields)
 
+    @mirrors("django.db.models.query:QuerySet._earliest")
     def _earliest(self, *fields: Any) -> Any:
         # QuerySet._earliest with recorded steps (its order_by, limit and get).
         order_by = fields or self.model._meta.get_latest_by
@@ -556,6 +561,7 @@ def _fact(qs: Any, name: str) -> Any:
     return getattr(qs._vinyl_query(), name)
 
 
+@mirrors("django.db.models.sql.query:Query.resolve_lookup_value")
 def _copied(value: Any) -> Any:
     """*value* with its lists copied: Django copies them when it filters, a lazy step later."""
     if type(value) in (list, tuple):
@@ -622,6 +628,7 @@ class Template:
         compiler.quote_cache = dict(compiler.quote_cache)
         return compiler
 
+    @mirrors("django.db.models.sql.query:Query.build_lookup")
     def bind(self, compiler: Any, values: tuple[Any, ...]) -> list[Any] | None:
         """The statement's parameters for *values*, or None when they would change its SQL."""
         params = list(self.prefix)
@@ -880,5 +887,3 @@ def aggregate(qs: Any, args: Any, kwargs: Any, miss: Callable[[], Any]) -> Any:
             _fallback(str(exc))
         return miss()
     return run(qs, terminal, miss, lambda c, row, t: c.vinyl_aggregation(row))
-
-
