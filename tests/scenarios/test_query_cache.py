@@ -198,10 +198,22 @@ SHAPES = {
         [1, 4],
         False,
     ),
-    "prefetch": (  # prefetch_related is not recorded; its queries may be (sync mode)
+    "prefetch": (  # the main query is cached; the prefetching queries take Django's path
         lambda M, v: M(Author).filter(name__gte=v).prefetch_related("books").order_by("pk"),
         ["A", "C"],
-        None,
+        True,
+    ),
+    "prefetch_twice": (
+        lambda M, v: (
+            M(Book)
+            .prefetch_related("tags")
+            .filter(pk__lte=v)
+            .prefetch_related(None)
+            .prefetch_related("author__books", "editor")
+            .order_by("pk")
+        ),
+        [2, 4],
+        True,
     ),
     "latest": (lambda M, v: M(Book).filter(pages__lt=v).latest("published"), [100, 1000], True),
     "custom_manager": (

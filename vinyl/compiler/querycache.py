@@ -66,7 +66,8 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entries: OrderedDict[Any, Any] = OrderedDict()
-        self.known: dict[Any, Any] = {}  # (model, shape) -> (iterable class, _fields, facts)
+        # (model, shape) -> the queryset attributes the steps set (_STEP_ATTRS); facts of shapes
+        self.known: dict[Any, Any] = {}
         self.hits = 0
         self.misses = 0
         self.fallbacks: Counter[str] = Counter()
@@ -244,6 +245,9 @@ def _expr_key(expr: Any) -> Any:
 
 
 _PLAIN_CLASSES: dict[type, bool] = {}
+# The queryset attributes (besides its query) that recorded steps set: a lazy step takes them
+# from the first, built queryset of its shape.
+_STEP_ATTRS = ("_iterable_class", "_fields", "_prefetch_related_lookups")
 
 
 def _cloning(qs: Any) -> bool:
@@ -265,7 +269,7 @@ class CachedChain:
     _vinyl_keyed: tuple[int, ...] = ()
     _vinyl_steps: tuple[Any, ...] = ()
     _vinyl_built = 0
-    _vinyl_base: tuple[Any, Any] = (None, None)
+    _vinyl_base: tuple[Any, ...] = ()
     _vinyl_lazy = False
 
     def _vinyl_track(self) -> None:
@@ -332,7 +336,8 @@ class CachedChain:
         qs._vinyl_shape = None
         qs._result_cache = None
         qs._cloning_enabled = True  # never change the shared base query in place
-        qs._iterable_class, qs._fields = self._vinyl_base
+        for name, value in zip(_STEP_ATTRS, self._vinyl_base, strict=True):
+            setattr(qs, name, value)
         for func, args, kwargs in self._vinyl_steps[self._vinyl_built :]:
             qs = func(qs, *args, **kwargs)
         self._query = qs._query
@@ -383,8 +388,9 @@ class CachedChain:
                 clone._result_cache = None
                 clone._prefetch_done = False
             if not self._vinyl_lazy:  # what the steps not applied yet start from
-                clone._vinyl_base = (self._iterable_class, self._fields)
-            clone._iterable_class, clone._fields = known
+                clone._vinyl_base = tuple(getattr(self, name) for name in _STEP_ATTRS)
+            for name, value in zip(_STEP_ATTRS, known, strict=True):
+                setattr(clone, name, value)
             clone._vinyl_lazy = True
         else:
             if in_place:  # its query may be the base of lazy clones: change a copy
@@ -396,7 +402,7 @@ class CachedChain:
             clone._vinyl_built = len(steps)
             if len(_state.known) > 10 * _state.config()[1]:
                 _state.known.clear()
-            _state.known[(self.model, new_shape)] = (clone._iterable_class, clone._fields)
+            _state.known[(self.model, new_shape)] = tuple(getattr(clone, n) for n in _STEP_ATTRS)
         offset = len(self._vinyl_values)
         clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in values.keyed))
         clone._vinyl_values = (*self._vinyl_values, *values)
@@ -442,6 +448,14 @@ class CachedChain:
 
     def defer(self, *fields: Any) -> Any:
         return self._vinyl_step(QuerySet.defer, lambda v: ("defer", _names(fields)), *fields)
+
+    def prefetch_related(self, *lookups: Any) -> Any:
+        def shape(v: Slots) -> Any:
+            if not all(isinstance(lookup, str) or lookup is None for lookup in lookups):
+                raise Untracked("prefetch_related() with Prefetch objects")
+            return ("prefetch", lookups)
+
+        return self._vinyl_step(QuerySet.prefetch_related, shape, *lookups)
 
     def distinct(self, *fields: Any) -> Any:
         def shape(v: Slots) -> Any:
