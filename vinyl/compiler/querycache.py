@@ -287,10 +287,10 @@ class CachedChain:
                     (CachedChain, "_clone"),
                 )
             )
-        if plain:
-            self._vinyl_shape = ()
-        else:
+        if not plain:
             self._vinyl_why = "a queryset class that overrides Django's cloning or filtering"
+        elif _enabled():  # (switched off, recording would only cost time)
+            self._vinyl_shape = ()
 
     # The query, built when asked for. Whoever asks for it may change it in place
     # (``qs.query.clear_ordering()``, as Django's prefetching does), which the recorded shape
