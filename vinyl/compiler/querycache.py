@@ -643,7 +643,7 @@ class Template:
         return compiler
 
     @mirrors("django.db.models.sql.query:Query.build_lookup")
-    def bind(self, compiler: Any, values: tuple[Any, ...]) -> list[Any] | None:
+    def bind(self, compiler: Any, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The statement's parameters for *values*, or None when they would change its SQL."""
         params = list(self.prefix)
         for lookup_class, lhs, fragment, slot in self.leaves:
@@ -657,7 +657,7 @@ class Template:
             if sql != fragment:
                 return None
             params.extend(lookup_params)
-        return params
+        return tuple(params)  # as Django's as_sql() returns them
 
     def view(self, qs: Any) -> Any:
         """A copy of *qs* that Django's iterables can read, with this template's query."""
