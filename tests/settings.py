@@ -34,11 +34,16 @@ DATABASES["reliability"] = {
     "CONN_HEALTH_CHECKS": True,  # idle connections killed on the server are replaced on checkout
     "TEST": {"MIRROR": "default"},
 }
+# A database that is not PostgreSQL next to the others (tests/scenarios/test_databases.py):
+# async mode leaves it alone. The legacyapp models live there, and only they (tests.routers).
+DATABASES["legacy"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+DATABASE_ROUTERS = ["tests.routers.LegacyRouter"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.postgres",
     "tests.testapp",
+    "tests.legacyapp",
 ]
 USE_TZ = True
 TIME_ZONE = "Europe/Amsterdam"

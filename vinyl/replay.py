@@ -24,7 +24,7 @@ from django.db.models.sql.constants import MULTI
 
 from .flags import is_async
 from .futures import maybe_async
-from .pool import sql_connection
+from .pool import is_postgresql, sql_connection
 
 __all__ = ["call_with_io", "SynchronousQueryError"]
 
@@ -81,18 +81,28 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
 
 
 class _Installed:
-    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread."""
+    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread.
+
+    Only on PostgreSQL aliases: the others (SQLite, MySQL, an empty ``default``) are left as
+    they are. Whatever happens, every alias installed is restored on exit.
+    """
 
     def __init__(self) -> None:
         self.saved: list[tuple[str, Any]] = []
 
     def __enter__(self) -> None:
-        for alias in connections.settings:
-            self.saved.append((alias, connections[alias]))
-            connections[alias] = sql_connection(alias)
+        try:
+            for alias in connections.settings:
+                if is_postgresql(alias):
+                    wrapper = sql_connection(alias)
+                    self.saved.append((alias, connections[alias]))
+                    connections[alias] = wrapper
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
-        for alias, previous in self.saved:
+        for alias, previous in reversed(self.saved):
             connections[alias] = previous
         self.saved.clear()
 
@@ -115,6 +125,8 @@ class _VinylCompilers:
         from . import compiler
 
         for alias in connections.settings:
+            if not is_postgresql(alias):
+                continue
             ops = connections[alias].ops
             if ops.compiler_module == _PG_COMPILERS:
                 self.saved.append((ops, ops._cache))  # the module ops.compiler() imported

@@ -185,8 +185,21 @@ async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool
         except Exception:
             if not robust:
                 raise
-            name = getattr(func, "__qualname__", func)
-            logger.exception("Error calling %s in on_commit().", name)
+            _log_callback_error(func)
+
+
+def _run_sync_callback(func: Callable[[], Any], robust: bool) -> None:
+    try:
+        func()
+    except Exception:
+        if not robust:
+            raise
+        _log_callback_error(func)
+
+
+def _log_callback_error(func: Callable[[], Any]) -> None:
+    name = getattr(func, "__qualname__", func)
+    logger.exception("Error calling %s in on_commit().", name)
 
 
 class Atomic:
@@ -397,8 +410,12 @@ def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> 
 def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = False) -> Any:
     """Run *func* after the current transaction commits (at once outside a transaction).
 
-    *func* may be sync or async. A rolled-back savepoint drops the callbacks registered inside it.
-    Async mode returns an awaitable (it runs *func* when no transaction is open).
+    As Django's ``transaction.on_commit``, in both modes: inside an atomic block the callback is
+    queued (a rolled-back savepoint drops the callbacks registered inside it); outside one, a
+    sync *func* runs at once, before on_commit() returns. *func* may also be async: sync mode
+    runs it through ``async_to_sync``; async mode outside a transaction returns the awaitable
+    that runs it (await it). The value returned otherwise needs no await (awaiting it is
+    harmless, so universal code may ``yield on_commit(...)``).
     """
     if not callable(func):
         raise TypeError("on_commit()'s callback must be a callable.")
@@ -408,7 +425,10 @@ def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = 
         return transaction.on_commit(callback, alias, robust)
     pin = current_pin(alias)
     if pin is None:
-        return _run_callbacks([(set(), func, robust)])
+        if inspect.iscoroutinefunction(func):
+            return _run_callbacks([(set(), func, robust)])
+        _run_sync_callback(func, robust)
+        return ready(None)
     pin.check_open()
     pin.run_on_commit.append((set(filter(None, pin.savepoint_ids)), func, robust))
     return ready(None)
