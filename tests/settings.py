@@ -10,7 +10,8 @@ def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        # VINYL_DATABASE_NAME: a subprocess of a test run works on that run's test database.
+        "NAME": os.environ.get("VINYL_DATABASE_NAME") or unquote(parts.path.lstrip("/")) or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",

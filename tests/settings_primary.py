@@ -1,7 +1,7 @@
 """Settings with Django's documented empty-default layout: {"default": {}, "primary": {...}}.
 
 tests/scenarios/test_databases.py runs a script with them against the test database of the
-parent pytest process (VINYL_PRIMARY_NAME).
+parent pytest process (VINYL_DATABASE_NAME).
 """
 
 import os
@@ -11,8 +11,7 @@ from tests.settings import database_from_url
 
 DATABASES = {
     "default": {},
-    "primary": {**database_from_url(os.environ["DATABASE_URL"]),
-                "NAME": os.environ.get("VINYL_PRIMARY_NAME", "")},
+    "primary": database_from_url(os.environ["DATABASE_URL"]),
     "legacy": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
 }
 DATABASE_ROUTERS = ["tests.settings_primary.PrimaryRouter"]

@@ -8,6 +8,8 @@ exceptions, and why each needs the event loop:
 * futures: the async driver (``gather`` runs tasks);
 * pool, connection, transaction: psycopg's async pools and connections, locks, shielded release;
 * testing: the pytest plugin runs the async half of each test on anyio's runner.
+* testdb: in a test run, the test thread's connection and its session (a psycopg AsyncConnection).
+* worker: a Django function run in a worker thread hands its queries to the event loop.
 """
 
 import ast
@@ -17,7 +19,7 @@ import pytest
 
 VINYL = Path(__file__).resolve().parent.parent / "vinyl"
 FRAMEWORKS = {"asyncio", "anyio", "trio", "sniffio"}
-ALLOWED = {"flags", "futures", "pool", "connection", "transaction", "testing"}
+ALLOWED = {"flags", "futures", "pool", "connection", "transaction", "testing", "testdb", "worker"}
 
 
 def async_imports(path: Path) -> set[str]:

@@ -23,6 +23,7 @@ from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT,
 from .flags import is_async
 from .futures import maybe_async
 from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, guard, shielded
+from .testdb import in_test_run, prepare_in_tests
 
 __all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
@@ -136,9 +137,15 @@ def prepare(alias: str) -> Any:
     """Make sure *alias* can compile SQL in the current mode (maybe-async; None when ready).
 
     Some of Django's SQL depends on the server version, which async mode learns from the pool's
-    first connection, so the pool is opened before the first query is compiled.
+    first connection, so the pool is opened before the first query is compiled. In a test run
+    it also applies Django's database-access guards and joins the test's transaction (see
+    vinyl.testdb).
     """
-    if not is_async() or "pg_version" in compile_wrapper(alias).__dict__:
+    if not is_async():
+        return None
+    if in_test_run():  # Django's guards and the test's transaction first
+        return prepare_in_tests(alias)
+    if "pg_version" in compile_wrapper(alias).__dict__:
         return None
     return get_pool(alias)
 
@@ -157,6 +164,7 @@ def run(alias: str, sql: Any, params: Sequence[Any] | None, result: str = MULTI)
     ``MULTI``/``ALL_ROWS``: every row (a list); ``SINGLE``: the first row or None;
     ``ROW_COUNT``: the number of rows affected; ``NO_RESULTS``: None.
     """
+    yield prepare(alias)
     handle = yield acquire(alias)
     try:
         value = yield run_on(handle, sql, params, result)

@@ -1,30 +1,36 @@
 """Run a Django function whose query sits in the middle of its logic, in async mode.
 
 Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
-``prefetch_related_objects``, ``QuerySet.in_bulk`` …). Rather than copy those functions, async mode
-*replays* them: the function runs with vinyl's compile-only connection installed for the thread;
-when it reaches a query whose answer is not known yet, the compiler raises :class:`NeedsQuery`;
-vinyl runs that query asynchronously, records the answer on a tape (keyed by SQL and parameters),
-and calls the function again from the start. Between two awaits nothing else runs on the loop, so
-the installed connection is never seen by another task.
+``prefetch_related_objects``, ``QuerySet.in_bulk``, ``Collector.collect`` …). Rather than copy
+those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker):
+vinyl's compile-only connections are installed for that thread, and when the function reaches a
+query, its compiler's ``execute_sql()`` hands the query to the calling task, which runs it on the
+event loop and hands back the rows (or raises the error where the query stood). So the function,
+and the user code inside it, runs exactly as often as in Django's own sync call, and no answer
+can ever be given to the wrong query.
 
-The functions replayed must be free of side effects other than the caches they fill. Sync mode
-calls them directly: there Django runs its own queries on its own connection.
+A function whose first query is its last step (``get_aggregation``, behind ``count()`` and
+``aggregate()``) needs no thread: it runs on the loop up to that query (the compiler raises
+:class:`NeedsQuery`), and the caller finishes from the answer (*finish*).
+
+Sync mode calls the functions directly: there Django runs its own queries on its own connection.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models.sql.constants import MULTI
 
-from .flags import is_async
+from .flags import is_async, reset_async, set_async
 from .futures import maybe_async
-from .pool import is_postgresql, sql_connection
+from .pool import is_postgresql, shielded, sql_connection
+from .worker import Call
 
 __all__ = ["call_with_io", "SynchronousQueryError"]
 
@@ -43,20 +49,15 @@ class NeedsQuery(BaseException):
         self.compiler, self.args, self.key = compiler, args, key
 
 
-_tape: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
-    "vinyl_tape", default=None
-)
-# The tape of a call_with_io(func, finish): func's first query is its last, so it needs no key.
+# What answers a query in async mode: a worker Call (its queries go to the calling task), or a
+# dict (a probe: any query raises NeedsQuery).
+_tape: contextvars.ContextVar[Any] = contextvars.ContextVar("vinyl_tape", default=None)
+# The tape of a call_with_io(func, finish): func's first query is its last.
 _FINISH: dict[Any, Any] = {}
 
 
-def _key(compiler: Any, args: tuple[Any, ...]) -> Any:
-    sql = compiler.as_sql()  # also sets up compiler.select & co. for the caller
-    return (repr(sql), repr(args))
-
-
 def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
-    """Return the recorded result of this query, or raise NeedsQuery (async mode only)."""
+    """Return the result of this query, or raise NeedsQuery (async mode only)."""
     tape = _tape.get()
     if tape is None:
         raise SynchronousQueryError(
@@ -66,18 +67,15 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
         )
     if tape is _FINISH:
         raise NeedsQuery(compiler, args, None)  # compiled once, by vinyl_execute_sql()
-    try:
-        key = _key(compiler, args)
-    except EmptyResultSet:
-        # No query to run: answer what Django's execute_sql() answers (an empty MULTI result,
-        # None otherwise) and let the replayed function carry on, e.g. count() of none() is 0.
-        return [] if args and args[0] == MULTI else None
-    if key in tape:
-        result = tape[key]
-        if args and args[0] == MULTI and isinstance(result, list):
-            return list(result)
-        return result
-    raise NeedsQuery(compiler, args, key)
+    if type(tape) is dict:
+        try:
+            compiler.as_sql()
+        except EmptyResultSet:
+            # No query to run: answer what Django's execute_sql() answers (an empty MULTI
+            # result, None otherwise) and let the function carry on.
+            return [] if args and args[0] == MULTI else None
+        raise NeedsQuery(compiler, args, None)
+    return tape.ask(compiler, args)
 
 
 class _Installed:
@@ -138,20 +136,31 @@ class _VinylCompilers:
         self.saved.clear()
 
 
+@contextmanager
+def _in_worker(call: Any) -> Iterator[None]:
+    """The worker thread's setting: its queries go to *call*, vinyl compiles them (async mode)."""
+    tape, mode = _tape.set(call), set_async(True)
+    try:
+        with _Installed():
+            yield
+    finally:
+        reset_async(mode)
+        _tape.reset(tape)
+
+
 @maybe_async
 def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | None = None):
-    """Return ``func()``; in async mode, replay it until every query it makes is answered.
+    """Return ``func()``; in async mode, run it once with its queries run on the event loop.
 
     *finish* is for a function whose first query is its last step (``Query.get_aggregation``):
-    async mode then runs *func* once, up to that query, and returns ``finish(compiler, answer)``
-    instead of replaying it (one pass and one compilation instead of two and three).
+    async mode then runs *func* on the loop up to that query and returns
+    ``finish(compiler, answer)`` (no thread, one compilation).
     """
     if not is_async():
         with _VinylCompilers():
             return func()
-    tape: dict[Any, Any] = {} if finish is None else _FINISH
-    while True:
-        token = _tape.set(tape)
+    if finish is not None:
+        token = _tape.set(_FINISH)
         try:
             with _Installed():
                 return func()
@@ -160,6 +169,30 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
         finally:
             _tape.reset(token)
         result = yield need.compiler.vinyl_execute_sql(*need.args)
-        if finish is not None:
-            return finish(need.compiler, result)
-        tape[need.key] = result
+        return finish(need.compiler, result)
+    call = Call(func, _in_worker)
+    pending = None
+    try:
+        while True:
+            kind, payload = yield call.next()
+            if kind != "query":
+                break
+            compiler, args, pending = payload
+            try:
+                result = yield compiler.vinyl_execute_sql(*args)
+            except Exception as exc:
+                pending.set_exception(exc)  # raised where the query stood, as in Django
+            else:
+                pending.set_result(result)
+            pending = None
+    except GeneratorExit:
+        call.abandon(pending).close()  # closed unfinished: the thread unwinds on its own
+        raise
+    except BaseException:
+        # Cancelled while the function runs: let the thread unwind first, so no query of it
+        # outlives this call.
+        yield shielded(call.abandon(pending))
+        raise
+    if kind == "error":
+        raise payload
+    return payload

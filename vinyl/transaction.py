@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from django.db.transaction import TransactionManagementError
 from .flags import is_async
 from .futures import ready
 from .pool import begin_statement, getconn, guard, shielded, sql_connection
+from .testdb import in_test_run, prepare_in_tests, session_pin
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -61,20 +63,39 @@ _pins: contextvars.ContextVar[dict[str, Pin] | None] = contextvars.ContextVar(
 )
 
 
+# Names of the savepoints that stand for outermost blocks in a test's transaction.
+_test_savepoints = itertools.count(1)
+
 # The frame of a savepoint=False block in a child task (see Atomic.__aenter__).
 _CHILD: Any = object()
 
 
 def current_pin(alias: str) -> Pin | None:
-    """Return the transaction pinned to the current task for *alias*, if any (async mode)."""
+    """Return the transaction pinned to the current task for *alias*, if any (async mode).
+
+    In a test run, outside the task's own blocks, that is the test's transaction (vinyl.testdb).
+    """
     pins = _pins.get()
-    return None if pins is None else pins.get(alias)
+    pin = None if pins is None else pins.get(alias)
+    if pin is None and in_test_run():
+        return session_pin(alias)
+    return pin
 
 
 class Pin:
-    """One async transaction: its connection, savepoints, on_commit callbacks and lock."""
+    """One async transaction: its connection, savepoints, on_commit callbacks and lock.
 
-    def __init__(self, alias: str, conn: Any, pool: Any) -> None:
+    In a test run, a Pin may stand for the test's own transaction on Django's connection
+    (``session``: that DatabaseWrapper); an outermost ``atomic()`` block on it is a savepoint
+    (``outer_savepoint``) sharing its lock.
+    """
+
+    #: Django's DatabaseWrapper whose test transaction this pin runs in (vinyl.testdb).
+    session: Any = None
+    #: The savepoint that stands for BEGIN/COMMIT of a block opened on a test's transaction.
+    outer_savepoint: str | None = None
+
+    def __init__(self, alias: str, conn: Any, pool: Any, lock: asyncio.Lock | None = None) -> None:
         self.alias = alias
         self.conn = conn
         self.pool = pool
@@ -85,7 +106,7 @@ class Pin:
         self.needs_rollback = False
         self.rollback_exc: BaseException | None = None
         self.closed = False
-        self._lock = asyncio.Lock()
+        self._lock = lock if lock is not None else asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
         self._depth = 0
         self._next_sid = 0
@@ -244,16 +265,26 @@ class Atomic:
             raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
         alias = self.alias
         task = asyncio.current_task()
+        if in_test_run():
+            await prepare_in_tests(alias)
         pin = current_pin(alias)
-        if pin is None:
-            statement = begin_statement(alias)
-            conn, pool = await getconn(alias)
-            pin = Pin(alias, conn, pool)
+        if pin is None or pin.session is not None:
+            if pin is None:
+                statement = begin_statement(alias)
+                conn, pool = await getconn(alias)
+                pin = Pin(alias, conn, pool)
+            else:  # the test's transaction: this block is a savepoint in it
+                session = pin
+                pin = Pin(alias, session.conn, None, lock=session._lock)
+                pin.session = session.session
+                pin.outer_savepoint = f"vinyl_t{next(_test_savepoints)}"
+                statement = f'SAVEPOINT "{pin.outer_savepoint}"'
             try:
                 await pin.execute(statement)
             except BaseException:
                 pin.close()
-                await shielded(pool.putconn(conn))
+                if pin.pool is not None:
+                    await shielded(pin.pool.putconn(pin.conn))
                 raise
             token = _pins.set({**(_pins.get() or {}), alias: pin})
             self._frames.setdefault(task, []).append((pin, token))
@@ -309,6 +340,10 @@ class Atomic:
             _pins.reset(token)
         if committed and pin.run_on_commit:
             callbacks, pin.run_on_commit = pin.run_on_commit, []
+            if pin.session is not None:  # they wait for the test's transaction, as in Django
+                for _, func, robust in callbacks:
+                    _django_on_commit(pin.session, func, robust)
+                return
             await _run_callbacks(callbacks)
 
     async def _exit_savepoint(self, pin: Pin, success: bool, task: Any) -> None:
@@ -342,8 +377,9 @@ class Atomic:
         try:
             await pin.enter(check=False, task=task)  # waits for child tasks' running operations
             if success and not pin.needs_rollback:
+                sid = pin.outer_savepoint
                 try:
-                    await pin.execute("COMMIT", task)
+                    await pin.execute("COMMIT" if sid is None else f'RELEASE SAVEPOINT "{sid}"', task)
                 except BaseException:
                     await self._quiet_rollback(pin, task)
                     raise
@@ -352,12 +388,18 @@ class Atomic:
             return False
         finally:
             pin.close()
-            await pin.pool.putconn(pin.conn)
+            if pin.pool is not None:
+                await pin.pool.putconn(pin.conn)
 
     @staticmethod
     async def _quiet_rollback(pin: Pin, task: Any) -> None:
+        sid = pin.outer_savepoint
         try:
-            await pin.execute("ROLLBACK", task)
+            if sid is None:
+                await pin.execute("ROLLBACK", task)
+            else:
+                await pin.execute(f'ROLLBACK TO SAVEPOINT "{sid}"', task)
+                await pin.execute(f'RELEASE SAVEPOINT "{sid}"', task)
         except DatabaseError:
             pass  # a broken connection: the pool discards it
 
@@ -430,8 +472,17 @@ def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = 
         _run_sync_callback(func, robust)
         return ready(None)
     pin.check_open()
+    if pin.outer_savepoint is None and pin.session is not None:  # the test's own transaction
+        _django_on_commit(pin.session, func, robust)
+        return ready(None)
     pin.run_on_commit.append((set(filter(None, pin.savepoint_ids)), func, robust))
     return ready(None)
+
+
+def _django_on_commit(wrapper: Any, func: Callable[[], Any], robust: bool) -> None:
+    """Queue *func* on Django's connection (a test's transaction; see vinyl.testdb)."""
+    callback = async_to_sync(func) if inspect.iscoroutinefunction(func) else func
+    wrapper.on_commit(callback, robust)
 
 
 def get_rollback(using: str | None = None) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from django.core import exceptions
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, NotSupportedError, connections
-from django.db.models import AutoField, Field, sql
+from django.db.models import AutoField, Field, Model, sql
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import Case, Value, When
 from django.db.models.functions import Cast
@@ -623,9 +623,11 @@ def _save(obj: Any, **kwargs: Any) -> Any:
 
     A VinylModel whose class overrides save() gets its own save() called, as in Django (in async
     mode the override must return ``super().save(...)``). Other models (a VinylManager put on a
-    plain Django model) are saved by vinyl's implementation of ``Model.save()``.
+    plain Django model) are saved by vinyl's implementation of ``Model.save()``, unless their
+    class overrides ``save()``: sync mode then calls it, as Django does; async mode cannot call
+    synchronous code and raises an error naming the fix (never a silent skip).
     """
-    from .instance import InstanceWrites, save
+    from .instance import InstanceWrites, refuse_sync_override, save
 
     if isinstance(obj, InstanceWrites) and type(obj).save is not InstanceWrites.save:
         result = obj.save(**kwargs)
@@ -636,6 +638,11 @@ def _save(obj: Any, **kwargs: Any) -> Any:
                 "mode), or the save never runs."
             )
         return result
+    if not isinstance(obj, InstanceWrites) and type(obj).save is not Model.save:
+        if is_async():
+            refuse_sync_override(type(obj), f"{type(obj).__name__}.save()")
+        obj.save(**kwargs)
+        return None
     return save(obj, **kwargs)
 
 

@@ -155,7 +155,7 @@ SCRIPT = textwrap.dedent(
 
 def test_empty_default_layout(books):
     """Django's documented {"default": {}, "primary": {...}} layout, routed to "primary"."""
-    env = {**os.environ, "VINYL_PRIMARY_NAME": connections["default"].settings_dict["NAME"]}
+    env = {**os.environ, "VINYL_DATABASE_NAME": connections["default"].settings_dict["NAME"]}
     code = SCRIPT.format(root=ROOT)
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
