@@ -19,7 +19,7 @@ from django.db.utils import OperationalError
 
 from tests.reliability.conftest import PrivateServer, temporary_alias
 from tests.testapp.models import Author
-from vinyl.pool import PoolExhausted, close_pools
+from vinyl.db.pool import PoolExhausted, close_pools
 from vinyl.testing import both_modes
 
 FAST = 3.0  # seconds: each of these cases fails at once (no connect_timeout to wait for)

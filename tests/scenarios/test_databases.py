@@ -17,7 +17,7 @@ from django.db.utils import ConnectionDoesNotExist
 
 from tests.legacyapp.models import LegacyNote
 from tests.testapp.models import Author, Book
-from vinyl import atomic
+from vinyl import atomic, maybe_async
 from vinyl.testing import both_modes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,29 +53,19 @@ def test_postgresql_alias_works_next_to_sqlite(books, vinyl_mode):
 
 
 @both_modes
-def test_writes_in_atomic_using_an_alias(books, vinyl_mode):
+def test_writes_in_atomic_using_an_alias(books):
     before = django_connections()
 
+    @maybe_async
     def body():
         yield Author.vinyl.create(name="Bob")
         yield Book.vinyl.filter(title="B").update(pages=5)
         yield Author.vinyl.filter(name="Ann").delete()  # cascades to the books
 
-    if vinyl_mode == "sync":
-        with atomic(using="default"):
-            yield from body()
-    else:
-        yield _in_async_atomic(body)
+    yield atomic(using="default")(body)()  # `with` in sync mode, `async with` in async mode
     assert (yield Author.vinyl.values_list("name", flat=True)) == ["Bob"]
     assert (yield Book.vinyl.count()) == 0
     assert django_connections() == before
-
-
-async def _in_async_atomic(body):
-    from vinyl.futures import _drive_async
-
-    async with atomic(using="default"):
-        await _drive_async(body())
 
 
 @both_modes

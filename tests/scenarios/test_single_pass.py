@@ -15,7 +15,7 @@ from django.test.utils import register_lookup
 
 from tests.testapp import models as testapp
 from tests.testapp.models import AllFields, Author, Book, Chapter, CRef, CTarget
-from vinyl.replay import call_with_io
+from vinyl.compiler.replay import call_with_io
 from vinyl.testing import both_modes
 
 LONG = "x" * 40  # longer than the 35 characters of Jsonb's repr

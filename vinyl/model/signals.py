@@ -15,7 +15,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from .flags import is_async, reset_async, set_async
+from ..flags import is_async, reset_async, set_async
 
 __all__ = ["send"]
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .flags import is_async
+from ..flags import is_async
 
 __all__ = [
     "AwaitableInSyncModeError",

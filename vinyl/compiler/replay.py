@@ -18,64 +18,21 @@ Sync mode calls the functions directly: there Django runs its own queries on its
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models.sql.constants import MULTI
 
-from .flags import is_async, reset_async, set_async
-from .futures import maybe_async
-from .pool import is_postgresql, shielded, sql_connection
-from .worker import Call
+from ..db.worker import Call
+from ..db.wrapper import is_postgresql, sql_connection
+from ..flags import is_async, reset_async, set_async
+from ..futures import maybe_async
+from ..futures.shields import shielded
+from . import compilers
+from .tape import _FINISH, NeedsQuery, _tape
 
-__all__ = ["call_with_io", "SynchronousQueryError"]
-
-
-class SynchronousQueryError(RuntimeError):
-    """A query was about to run synchronously in async mode."""
-
-
-class NeedsQuery(BaseException):
-    """Raised inside a replayed function at a query whose answer is not on the tape yet.
-
-    A BaseException, so that Django's ``except Exception`` blocks let it through.
-    """
-
-    def __init__(self, compiler: Any, args: tuple[Any, ...], key: Any) -> None:
-        self.compiler, self.args, self.key = compiler, args, key
-
-
-# What answers a query in async mode: a worker Call (its queries go to the calling task), or a
-# dict (a probe: any query raises NeedsQuery).
-_tape: contextvars.ContextVar[Any] = contextvars.ContextVar("vinyl_tape", default=None)
-# The tape of a call_with_io(func, finish): func's first query is its last.
-_FINISH: dict[Any, Any] = {}
-
-
-def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
-    """Return the result of this query, or raise NeedsQuery (async mode only)."""
-    tape = _tape.get()
-    if tape is None:
-        raise SynchronousQueryError(
-            "A query was about to run synchronously in async mode, which would block the event "
-            "loop. Use vinyl's API (Model.vinyl querysets, `await obj.q.<relation>`) and await "
-            "it, or run this code in sync mode (vinyl.sync_mode(), in a thread without a loop)."
-        )
-    if tape is _FINISH:
-        raise NeedsQuery(compiler, args, None)  # compiled once, by vinyl_execute_sql()
-    if type(tape) is dict:
-        try:
-            compiler.as_sql()
-        except EmptyResultSet:
-            # No query to run: answer what Django's execute_sql() answers (an empty MULTI
-            # result, None otherwise) and let the function carry on.
-            return [] if args and args[0] == MULTI else None
-        raise NeedsQuery(compiler, args, None)
-    return tape.ask(compiler, args)
+__all__ = ["call_with_io"]
 
 
 class _Installed:
@@ -120,15 +77,13 @@ class _VinylCompilers:
         self.saved: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> None:
-        from . import compiler
-
         for alias in connections.settings:
             if not is_postgresql(alias):
                 continue
             ops = connections[alias].ops
             if ops.compiler_module == _PG_COMPILERS:
                 self.saved.append((ops, ops._cache))  # the module ops.compiler() imported
-                ops._cache = compiler
+                ops._cache = compilers
 
     def __exit__(self, *exc: object) -> None:
         for ops, previous in reversed(self.saved):

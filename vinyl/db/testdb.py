@@ -18,7 +18,7 @@ thread (vinyl's ``@both_modes``, anyio's and pytest-asyncio's runners), or, for 
 ``async_to_sync`` started (Django's ``async def`` test methods), the sync thread that called it.
 
 Sharing the session: psycopg wraps an existing libpq connection in the other mode
-(``psycopg.AsyncConnection(pgconn)``). The async view is a :class:`~vinyl.transaction.Pin` of
+(``psycopg.AsyncConnection(pgconn)``). The async view is a :class:`~vinyl.db.transaction.Pin` of
 the loop (one lock: one statement at a time on the session); async ``atomic()`` blocks on it are
 savepoints, and their ``on_commit`` callbacks join Django's connection's, as in a sync test.
 """
@@ -30,16 +30,16 @@ from typing import Any
 
 import psycopg
 from asgiref.sync import AsyncToSync
-from django.core import mail
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from psycopg.adapt import AdaptersMap
 
-__all__ = ["in_test_run", "prepare_in_tests", "session_pin"]
+from .pins import current_pin, pin_task, test_block
+from .pool import _loop_pools, discard_stale_pool, get_pool
+from .transaction import Pin
+from .wrapper import compile_wrapper
 
-def in_test_run() -> bool:
-    """Return whether Django's test environment is set up (a test run)."""
-    return hasattr(mail, "outbox")
+__all__ = ["prepare_in_tests"]
 
 
 class _Sessions:
@@ -47,13 +47,10 @@ class _Sessions:
 
     def __init__(self) -> None:
         self.wrappers: dict[str, Any] = {}
-        # alias -> (the test's outermost atomic block, Django's psycopg connection, Pin)
-        self.pins: dict[str, tuple[Any, Any, Any]] = {}
+        self.pins: dict[str, Pin] = {}
 
 
 def _sessions() -> _Sessions:
-    from .pool import _loop_pools
-
     pools = _loop_pools()
     if pools.tests is None:
         pools.tests = _Sessions()
@@ -108,16 +105,6 @@ def check_access(wrapper: Any) -> None:
         pass
 
 
-def _test_block(wrapper: Any) -> Any:
-    """Return the innermost atomic block a test opened on *wrapper* (None outside tests')."""
-    if not wrapper.in_atomic_block or wrapper.connection is None:
-        return None
-    for block in reversed(wrapper.atomic_blocks):
-        if getattr(block, "_from_testcase", False):
-            return block
-    return None
-
-
 class BorrowedConnection(psycopg.AsyncConnection):
     """An async view of Django's sync connection's libpq session, for one test's transaction.
 
@@ -130,6 +117,7 @@ class BorrowedConnection(psycopg.AsyncConnection):
         handlers = (pgconn.notice_handler, pgconn.notify_handler)
         super().__init__(pgconn)
         pgconn.notice_handler, pgconn.notify_handler = handlers
+        self.sync_conn = sync_conn
         self._adapters = AdaptersMap(sync_conn.adapters)
         self.cursor_factory = cursor_factory
 
@@ -141,42 +129,26 @@ class BorrowedConnection(psycopg.AsyncConnection):
 
 
 async def prepare_in_tests(alias: str) -> None:
-    """In a test run, before async mode uses *alias*: guards, test database, test transaction."""
-    from .pool import compile_wrapper, discard_stale_pool, get_pool
+    """In a test run, before async mode uses *alias*: guards, test database, test transaction.
 
+    Inside a test's transaction, the loop's pin on it becomes the task's pin for *alias* (as an
+    ``atomic()`` block's would; tasks the task starts inherit it): statements outside vinyl's
+    own blocks run on the test's session, one at a time (its lock).
+    """
     state = _sessions()
     wrapper = await _test_wrapper(alias, state)
     check_access(wrapper)
     await discard_stale_pool(alias)
     if "pg_version" not in compile_wrapper(alias).__dict__:
         await get_pool(alias)
-    block = _test_block(wrapper)
-    if block is None or session_pin(alias) is not None:
+    block = test_block(wrapper)
+    if block is None or current_pin(alias) is not None:
         return
-    from .transaction import Pin
-
-    server_binding = wrapper.settings_dict["OPTIONS"].get("server_side_binding") is True
-    cursor_factory = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
-    pin = Pin(alias, BorrowedConnection(wrapper.connection, cursor_factory), None)
-    pin.session = wrapper
-    state.pins[alias] = (block, wrapper.connection, pin)
-
-
-def session_pin(alias: str) -> Any:
-    """Return the loop's pin on the test's transaction for *alias*, while that transaction is open."""
-    from .pool import _by_loop
-
-    pools = _by_loop.get(asyncio._get_running_loop())
-    state = None if pools is None else pools.tests
-    if state is None:
-        return None
-    known = state.pins.get(alias)
-    if known is None:
-        return None
-    block, conn, pin = known
-    wrapper = pin.session
-    if wrapper.connection is not conn or _test_block(wrapper) is not block:
-        del state.pins[alias]  # that test's transaction has ended
-        pin.closed = True
-        return None
-    return pin
+    pin = state.pins.get(alias)
+    if pin is None or pin.test_transaction_ended():
+        server_binding = wrapper.settings_dict["OPTIONS"].get("server_side_binding") is True
+        cursor_factory = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
+        pin = Pin(alias, BorrowedConnection(wrapper.connection, cursor_factory), None)
+        pin.session, pin.test_block = wrapper, block
+        state.pins[alias] = pin
+    pin_task(alias, pin)  # for the rest of the task, until the test's transaction ends
