@@ -11,7 +11,9 @@ def database_from_url(url: str) -> dict:
     return {
         "ENGINE": "django.db.backends.postgresql",
         # VINYL_DATABASE_NAME: a subprocess of a test run works on that run's test database.
-        "NAME": os.environ.get("VINYL_DATABASE_NAME") or unquote(parts.path.lstrip("/")) or "postgres",
+        "NAME": os.environ.get("VINYL_DATABASE_NAME")
+        or unquote(parts.path.lstrip("/"))
+        or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",

@@ -29,7 +29,6 @@ from vinyl import atomic, on_commit, sync_mode
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def empty_tables(django_db_setup):
     """Django's test classes expect empty tables; vinyl's other tests leave rows behind."""
@@ -165,7 +164,10 @@ def test_a_pool_opened_before_the_test_database_follows_it(db):
     env.pop("VINYL_DATABASE_NAME", None)
     proc = subprocess.run(
         [sys.executable, "-c", EARLY_POOL.format(root=str(ROOT))],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     before, after = proc.stdout.split()

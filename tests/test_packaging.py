@@ -21,7 +21,9 @@ def sdist(tmp_path_factory) -> tuple[dict[str, bytes], email.message.Message]:
     out = tmp_path_factory.mktemp("sdist")
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (archive,) = out.glob("*.tar.gz")
     with tarfile.open(archive) as tar:

@@ -121,8 +121,9 @@ async def test_2000_concurrent_tasks_on_a_pool_of_10(server, accounts):
     assert sum(done.values()) == TASKS
 
     # Every write is there, every transfer kept the sum, nothing else changed.
-    assert await Author.vinyl.using(ALIAS).filter(name__startswith="writer ").count() == (
-        done["write"]
+    assert (
+        await Author.vinyl.using(ALIAS).filter(name__startswith="writer ").count()
+        == (done["write"])
     )
     assert await Chapter.vinyl.using(ALIAS).count() == done["transfer"]
     assert (await books.aggregate(total=Sum("pages")))["total"] == ACCOUNTS * BALANCE
@@ -179,7 +180,9 @@ async def test_pool_exhaustion_raises_pool_exhausted_naming_the_setting(server, 
     assert isinstance(info.value, OperationalError)  # Django's class: except clauses catch it
     message = str(info.value)
     assert f"DATABASES['{ALIAS}']['VINYL']['max_size']" in message
-    assert "['timeout']" in message and "0.5 s" in message and f"All {POOL_MAX} connections" in message
+    assert (
+        "['timeout']" in message and "0.5 s" in message and f"All {POOL_MAX} connections" in message
+    )
     assert short_timeout <= waited < short_timeout + 1.0  # bounded by the pool timeout
     assert server.counts() == before
 

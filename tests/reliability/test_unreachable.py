@@ -36,7 +36,10 @@ def private_server(*sql: str) -> Iterator[PrivateServer]:
         srv.start()
         with psycopg.connect(host="127.0.0.1", port=srv.port, user="postgres",
                              dbname="postgres", autocommit=True) as conn:  # fmt: skip
-            for statement in (*sql, "CREATE TABLE testapp_author (id bigserial PRIMARY KEY, name text)"):
+            for statement in (
+                *sql,
+                "CREATE TABLE testapp_author (id bigserial PRIMARY KEY, name text)",
+            ):
                 conn.execute(statement)
         yield srv
     finally:

@@ -96,7 +96,10 @@ def test_pools_close_with_their_loop(db, runner):
     env = {**os.environ, "VINYL_DATABASE_NAME": connections["default"].settings_dict["NAME"]}
     proc = subprocess.run(
         [sys.executable, "-c", LOOPS_SCRIPT.format(root=root), runner],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) <= 1

@@ -25,6 +25,7 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
+from ..compat import mirrors
 from ..db.connection import ALL_ROWS, acquire, prepare, run_on
 from ..flags import is_async
 from ..futures import maybe_async
@@ -61,6 +62,7 @@ class VinylCompilerMixin:
             return super().execute_sql(result_type, chunked_fetch, chunk_size)
         return self.vinyl_execute_sql(result_type, chunk_size=chunk_size)
 
+    @mirrors("django.db.models.sql.compiler:SQLCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -96,6 +98,7 @@ class VinylCompilerMixin:
             return value[: self.col_count]
         return value
 
+    @mirrors("django.db.models.sql.query:Query.get_aggregation")
     def vinyl_aggregation(self, row: Any) -> dict[str, Any]:
         """Return what ``Query.get_aggregation`` returns once this, its query, answered *row*.
 
@@ -124,6 +127,7 @@ class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
             return answer(self, (returning_fields,))
         return self.vinyl_execute_sql(returning_fields)
 
+    @mirrors("django.db.models.sql.compiler:SQLInsertCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(self, returning_fields=None):
         """Run the INSERT statements; return the RETURNING rows, converted (as Django does)."""

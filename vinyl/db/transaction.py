@@ -37,6 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models.query import QuerySet
 from django.db.transaction import TransactionManagementError
 
+from ..compat import mirrors
 from ..flags import is_async
 from ..futures import ready
 from ..futures.shields import guard, shielded
@@ -194,6 +195,7 @@ class Pin:
         return f"vinyl_s{self._next_sid}"
 
 
+@mirrors("django.db.backends.base.base:BaseDatabaseWrapper.run_and_clear_commit_hooks")
 async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool]]) -> None:
     for _, func, robust in callbacks:
         try:
@@ -257,6 +259,7 @@ class Atomic:
         self._django.__exit__(exc_type, exc, tb)
 
     # -- async mode: a pinned pooled connection --------------------------------------------
+    @mirrors("django.db.transaction:Atomic.__enter__")
     async def __aenter__(self) -> Self:
         if not is_async():
             raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
@@ -315,6 +318,7 @@ class Atomic:
         self._frames.setdefault(task, []).append((pin, None))
         return self
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -346,6 +350,7 @@ class Atomic:
                 return
             await _run_callbacks(callbacks)
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def _exit_savepoint(self, pin: Pin, success: bool, task: Any) -> None:
         sid = pin.savepoint_ids.pop()
         if success and not pin.needs_rollback:
@@ -372,6 +377,7 @@ class Atomic:
             pin.needs_rollback = True
         pin.run_on_commit = [item for item in pin.run_on_commit if sid not in item[0]]
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def _exit_outermost(self, pin: Pin, success: bool, task: Any) -> bool:
         """End the transaction; return whether it committed."""
         try:
@@ -379,7 +385,9 @@ class Atomic:
             if success and not pin.needs_rollback:
                 sid = pin.outer_savepoint
                 try:
-                    await pin.execute("COMMIT" if sid is None else f'RELEASE SAVEPOINT "{sid}"', task)
+                    await pin.execute(
+                        "COMMIT" if sid is None else f'RELEASE SAVEPOINT "{sid}"', task
+                    )
                 except BaseException:
                     await self._quiet_rollback(pin, task)
                     raise
@@ -470,6 +478,7 @@ def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> 
     return Atomic(using, savepoint, durable)
 
 
+@mirrors("django.db.backends.base.base:BaseDatabaseWrapper.on_commit")
 def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = False) -> Any:
     """Run *func* after the current transaction commits (at once outside a transaction).
 
@@ -524,6 +533,7 @@ def set_rollback(rollback: bool, using: str | None = None) -> None:
     _require_pin(alias, "set_rollback").needs_rollback = rollback
 
 
+@mirrors("django.db.transaction:mark_for_rollback_on_error")
 @contextmanager
 def mark_for_rollback_on_error(using: str | None = None) -> Iterator[None]:
     """Mark the current transaction for rollback if the block raises, as Django's (both modes).

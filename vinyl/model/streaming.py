@@ -31,6 +31,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 
+from ..compat import mirrors
 from ..db.connection import AsyncHandle, acquire, prepare, run_on
 from ..db.pool import begin_statement
 from ..db.querylog import log_query
@@ -97,6 +98,7 @@ class _Stream:
                 self.handle = None
                 yield handle.release()
 
+    @mirrors("django.db.models.query:QuerySet._iterator")
     @maybe_async
     def next_chunk(self):
         """Fetch up to chunk_size rows and return their objects ([] once the cursor is done)."""
@@ -150,7 +152,6 @@ class _Stream:
         finally:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
-
 
     @maybe_async
     def _close_pinned(self, cursor: Any):
@@ -285,4 +286,3 @@ def stream(queryset: Any, chunk_size: int | None, server_side: bool) -> Any:
     if is_async():
         return AsyncStream(state)
     return _iterate_sync(state)
-
