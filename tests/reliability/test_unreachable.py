@@ -159,3 +159,42 @@ def test_server_killed_mid_run_then_back(db, killable_server, quiet, vinyl_mode)
             assert (yield _count(alias)) == 0
         finally:
             yield _close(vinyl_mode, alias)
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts TCP connections and never answers (a hung or firewalled server)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # the kernel completes handshakes; nobody ever reads or writes
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+@both_modes
+def test_silent_server_fails_within_connect_timeout(db, silent_server, quiet, vinyl_mode):
+    settings = {"PORT": str(silent_server), "OPTIONS": {"connect_timeout": 1}}
+    with temporary_alias("silent", **settings) as alias:
+        try:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="timeout expired"):
+                yield _count(alias)
+            assert time.monotonic() - started < 1 + FAST
+        finally:
+            yield _close(vinyl_mode, alias)
+
+
+@pytest.mark.anyio
+async def test_pools_wait_a_few_seconds_without_connect_timeout(db):
+    """libpq's own default is 130 s for a server that does not answer; async mode's pools use
+    DEFAULT_CONNECT_TIMEOUT unless OPTIONS sets connect_timeout (the case above)."""
+    from vinyl.db.pool import DEFAULT_CONNECT_TIMEOUT, get_pool
+
+    assert "connect_timeout" not in connections["default"].settings_dict["OPTIONS"]
+    pool = await get_pool("default")
+    assert pool.kwargs["connect_timeout"] == DEFAULT_CONNECT_TIMEOUT == 5
+    await close_pools("default")
