@@ -178,10 +178,15 @@ def check_run(result, before: dict, notified: int) -> list[str]:
 # -- the demo -----------------------------------------------------------------------------------
 
 
-def notified(base_url: str, impl: str) -> int:
+def server_stats(base_url: str) -> dict:
+    """The server's counters: on_commit notifications per source, vinyl's query cache."""
     import httpx
 
-    return httpx.get(f"{base_url}/stats").json()["notified"].get(impl, 0)
+    return httpx.get(f"{base_url}/stats").json()
+
+
+def notified(base_url: str, impl: str) -> int:
+    return server_stats(base_url)["notified"].get(impl, 0)
 
 
 def print_table(results) -> None:
@@ -273,6 +278,7 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
                     print(f"Server: uvicorn at {base_url} (/vinyl/… and /django/…). Load: "
                           f"{seconds:g} s per implementation and concurrency level.")  # fmt: skip
                     results, problems = measure(base_url, levels, seconds, customers, dishes)
+                    cache = server_stats(base_url)["query_cache"]
             finally:
                 close_django()
             print()
@@ -286,6 +292,10 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
                 print(f"\nCorrectness check OK: {total} committed orders, each with its lines and "
                       "total; stock conserved and never negative; one on_commit notification per "
                       "order; no server errors.")  # fmt: skip
+            fallbacks = ", ".join(f"{n} x {why}" for why, n in cache["fallbacks"].items())
+            print(f"vinyl's query cache in the server: {cache['hits']:,} hits, "
+                  f"{cache['misses']:,} misses, {cache['size']} templates; fallbacks: "
+                  f"{fallbacks or 'none'}")  # fmt: skip
             print("\n$ python -m demo manage kitchen_report --cook 20   (sync mode, same services)")
             call_command("kitchen_report", cook=20)
             close_django()

@@ -3,12 +3,16 @@
 from django.http import JsonResponse
 from django.urls import path
 
+import vinyl
 from demo.food import django_views, services, vinyl_views
 
 
 async def stats(request):
-    """Return the on_commit notifications counted in this server process, per source."""
-    return JsonResponse({"notified": dict(services.KITCHEN_NOTIFIED)})
+    """Return the on_commit notifications counted in this server process, per source, and the
+    counters of vinyl's query cache."""
+    return JsonResponse(
+        {"notified": dict(services.KITCHEN_NOTIFIED), "query_cache": vinyl.query_cache_info()}
+    )
 
 
 def _api(views, prefix):

@@ -29,6 +29,7 @@ from ..compat import mirrors
 from ..db.connection import ALL_ROWS, acquire, prepare, run_on
 from ..flags import is_async
 from ..futures import maybe_async
+from .querycache import capturing
 from .tape import answer
 
 __all__ = [
@@ -65,12 +66,17 @@ class VinylCompilerMixin:
     @mirrors("django.db.models.sql.compiler:SQLCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(
-        self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
+        self,
+        result_type=MULTI,
+        chunked_fetch=False,
+        chunk_size=GET_ITERATOR_CHUNK_SIZE,
+        compiled=None,
     ):
         """Run the query in the current mode; return what Django's ``execute_sql`` returns.
 
         MULTI returns a list holding one block of rows (the whole result, as Django's
-        non-chunked fetch does).
+        non-chunked fetch does). *compiled* is ``(sql, params)`` from vinyl.compiler.querycache's
+        template, which then replaces ``as_sql()``.
         """
         result_type = result_type or NO_RESULTS
         if result_type == CURSOR or chunked_fetch:
@@ -83,11 +89,13 @@ class VinylCompilerMixin:
         handle = yield acquire(self.connection.alias)
         try:
             try:
-                sql, params = self.as_sql()
+                sql, params = compiled or self.as_sql()
                 if not sql:
                     raise EmptyResultSet
             except EmptyResultSet:
                 return [] if result_type == MULTI else None
+            if compiled is None and (captured := capturing.get()) is not None:
+                captured.append((self, sql, params, result_type))
             value = yield run_on(handle, sql, params, result_type)
         finally:
             yield handle.release()
