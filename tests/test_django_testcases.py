@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.exceptions import FieldError
 from django.db import connections
 from django.test import SimpleTestCase, TestCase, TransactionTestCase
 from django.test.testcases import DatabaseOperationForbidden
@@ -51,6 +52,13 @@ class NoDatabaseAllowed(SimpleTestCase):
         with self.assertRaisesMessage(DatabaseOperationForbidden, "SimpleTestCase"):
             async with atomic():
                 pass
+
+    async def test_compiled_before_refused_as_in_django(self):
+        # Django compiles before it connects: the query's own error, or no query at all.
+        with self.assertRaisesMessage(FieldError, "Invalid field name(s) given in select_related"):
+            await Book.vinyl.select_related("no_such_field")
+        assert await Author.vinyl.filter(pk__in=[]) == []
+        assert await Author.vinyl.filter(pk__in=[]).first() is None
 
     def test_sync_refused_the_same(self):
         with sync_mode(), self.assertRaisesMessage(DatabaseOperationForbidden, "SimpleTestCase"):
@@ -118,6 +126,20 @@ class SharedTransaction(TestCase):
     async def test_f_select_for_update_in_the_test_transaction(self):
         locked = await Author.vinyl.select_for_update().get(name="Ann")  # not autocommit
         assert locked.pk == self.ann.pk
+
+    def test_g_event_loop_in_the_test_thread(self):
+        # A sync test that runs a loop (asyncio.run): async mode works in the test's transaction.
+        async def work():
+            await Author.vinyl.create(name="in a loop")
+            names = await Author.vinyl.order_by("name").values_list("name", flat=True)
+            return names, await Author.vinyl.in_bulk([self.ann.pk])  # in_bulk: a worker thread
+
+        Author.objects.create(name="sync")
+        for run in range(2):
+            names, found = asyncio.run(work())
+            assert names == ["Ann", *["in a loop"] * (run + 1), "sync"]
+            assert list(found) == [self.ann.pk]
+        assert Author.objects.count() == 4
 
     def test_z_nothing_left_behind(self):
         assert Author.objects.count() == 1
