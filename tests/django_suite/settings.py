@@ -24,3 +24,4 @@ SECRET_KEY = "django_tests_secret_key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 USE_TZ = False
 TEST_RUNNER = "tests.django_suite.runner.HarnessRunner"
+VINYL_QUERY_CACHE = os.environ.get("VINYL_QUERY_CACHE", "1") != "0"

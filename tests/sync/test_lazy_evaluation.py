@@ -39,3 +39,20 @@ def test_await_in_sync_mode_names_the_fix(seeded):
         qs.__await__()
     with pytest.raises(TypeError, match="iterate it or call list"):
         Book.vinyl.raw("SELECT * FROM testapp_book").__await__()
+
+
+def test_lazy_chain_keeps_its_steps_under_a_related_managers_filter(db):
+    # Django's related managers filter a manager's queryset with _defer_next_filter (and
+    # _next_is_sticky() for many-to-many); a queryset whose recorded shape is known is built
+    # only then, and its own steps must not be deferred (and lost) with that filter.
+    from tests.testapp.models import Article, Author
+
+    ann = Author.objects.create(name="Ann")
+    Article.objects.create(author=ann, headline="published", is_published=True)
+    Article.objects.create(author=ann, headline="draft")
+    for sticky in (False, False, True, True):  # from the second call on, the shape is known
+        qs = Article.vinyl.filter(is_published=True)
+        qs._defer_next_filter = True
+        if sticky:
+            qs = qs._next_is_sticky()
+        assert [a.headline for a in qs.filter(author=ann)] == ["published"]

@@ -336,6 +336,9 @@ class CachedChain:
         qs._vinyl_shape = None
         qs._result_cache = None
         qs._cloning_enabled = True  # never change the shared base query in place
+        # A related manager's state for its own next filter (Django's _next_is_sticky(),
+        # _defer_next_filter) is not the recorded steps': they are applied as recorded.
+        qs._sticky_filter, qs._defer_next_filter, qs._deferred_filter = False, False, None
         for name, value in zip(_STEP_ATTRS, self._vinyl_base, strict=True):
             setattr(qs, name, value)
         for func, args, kwargs in self._vinyl_steps[self._vinyl_built :]:
@@ -441,7 +444,12 @@ class CachedChain:
         return self._vinyl_step(QuerySet.order_by, lambda v: ("order_by", _names(fields)), *fields)
 
     def select_related(self, *fields: Any) -> Any:
-        return self._vinyl_step(QuerySet.select_related, lambda v: ("sr", _names(fields)), *fields)
+        def shape(v: Slots) -> Any:
+            if not fields:  # Django 6.1 warns of it (deprecated): each call goes to Django
+                raise Untracked("select_related() with no fields")
+            return ("sr", _names(fields))
+
+        return self._vinyl_step(QuerySet.select_related, shape, *fields)
 
     def only(self, *fields: Any) -> Any:
         return self._vinyl_step(QuerySet.only, lambda v: ("only", _names(fields)), *fields)
