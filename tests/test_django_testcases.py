@@ -141,6 +141,19 @@ class SharedTransaction(TestCase):
             assert list(found) == [self.ann.pk]
         assert Author.objects.count() == 4
 
+    async def test_h_loop_inside_a_replayed_function(self):
+        from vinyl.compiler.replay import call_with_io
+
+        async def count():
+            return await Author.vinyl.count()
+
+        def django_function():  # e.g. a model property that prefetching reaches
+            with pytest.raises(RuntimeError, match="Query with sync code there"):
+                asyncio.run(count())
+            return Author.objects.count()  # sync code: run on the calling task
+
+        assert await call_with_io(django_function) == 1
+
     def test_z_nothing_left_behind(self):
         assert Author.objects.count() == 1
 
