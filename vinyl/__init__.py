@@ -1,6 +1,6 @@
 """vinyl: Django's ORM with native async I/O on psycopg 3, one code base for both modes."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .flags import async_mode, is_async, reset_async, set_async, sync_mode
 from .futures import AwaitableInSyncModeError, gather, later, maybe_async, ready, then
@@ -29,6 +29,12 @@ __all__ = [
     "sync_mode",
     "then",
 ]
+
+if TYPE_CHECKING:  # what __getattr__ below loads on first use, as type checkers see it
+    from .compiler import SynchronousQueryError
+    from .db.pool import PoolExhausted, close_pools
+    from .db.transaction import atomic, get_rollback, on_commit, set_rollback
+    from .model import ImplicitQueryError, VinylManager, VinylModel, VinylQuerySet
 
 # Names that need Django's settings and app registry load on first use, so `import vinyl` works
 # anywhere (settings modules included).

@@ -14,11 +14,12 @@ instance bookkeeping sit between the queries (``bulk_create``, ``bulk_update``, 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.core import exceptions
 from django.db import IntegrityError, NotSupportedError, connections
-from django.db.models import AutoField, Field, sql
+from django.db.models import AutoField, Field, Model, sql
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import Case, Value, When
 from django.db.models.functions import Cast
@@ -45,12 +46,17 @@ def _native(name: str) -> Any:
     return native_a_method(name, alters_data=True)
 
 
-class QuerySetWrites:
+M = TypeVar("M", bound=Model)
+
+
+class QuerySetWrites(Generic[M]):
     """The write methods of VinylQuerySet (a base class; see the module docstring)."""
+
+    model: type[M]
 
     @mirrors("django.db.models.query:QuerySet.create")
     @maybe_async
-    def create(self, **kwargs: Any):
+    def create(self, **kwargs: Any) -> Generator[Any, Any, M]:
         """Create an object, save it (one INSERT … RETURNING) and return it, as ``create()``."""
         reverse_one_to_one_fields = frozenset(kwargs).intersection(
             self.model._meta._reverse_one_to_one_field_names
@@ -71,7 +77,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.get_or_create")
     @maybe_async
-    def get_or_create(self, defaults: Any = None, **kwargs: Any):
+    def get_or_create(
+        self, defaults: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, tuple[M, bool]]:
         """Return ``(object, created)``, creating the object if needed, as ``get_or_create()``.
 
         Race-safe as Django's: the INSERT runs in a savepoint; on IntegrityError the object is
@@ -101,7 +109,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.update_or_create")
     @maybe_async
-    def update_or_create(self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any):
+    def update_or_create(
+        self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, tuple[M, bool]]:
         """Update the object matching *kwargs* with *defaults*, or create it; ``(obj, created)``.
 
         As Django's: in a transaction, the row locked with SELECT … FOR UPDATE.
@@ -147,7 +157,7 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.update")
     @maybe_async
-    def update(self, **kwargs: Any):
+    def update(self, **kwargs: Any) -> Generator[Any, Any, int]:
         """Update every row of the queryset; return the number of rows matched, as ``update()``.
 
         Multi-table inheritance parents' updates run in one transaction (Django runs them
@@ -191,7 +201,7 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.delete")
     @maybe_async
-    def delete(self):
+    def delete(self) -> Generator[Any, Any, tuple[int, dict[str, int]]]:
         """Delete the rows and what cascades from them; ``(count, {label: count})``.
 
         Django's ``Collector`` decides the cascades (see vinyl.model.deletion).
@@ -227,7 +237,7 @@ class QuerySetWrites:
         update_conflicts: bool = False,
         update_fields: Any = None,
         unique_fields: Any = None,
-    ):
+    ) -> Generator[Any, Any, list[M]]:
         """Insert the objects in batches (no signals); set their pks from RETURNING.
 
         As Django's ``bulk_create``, and also for multi-table-inherited models (Django refuses
@@ -439,7 +449,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.bulk_update")
     @maybe_async
-    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None):
+    def bulk_update(
+        self, objs: Any, fields: Any, batch_size: int | None = None
+    ) -> Generator[Any, Any, int]:
         """Update *fields* of each object (a CASE per field and batch); the rows matched.
 
         As Django's ``bulk_update``: the batches run in one transaction.
@@ -498,14 +510,29 @@ class QuerySetWrites:
         return rows
 
     # Django's a-methods, natively async.
-    acreate = _native("create")
-    aget_or_create = _native("get_or_create")
-    aupdate_or_create = _native("update_or_create")
-    abulk_create = _native("bulk_create")
-    abulk_update = _native("bulk_update")
-    aupdate = _native("update")
-    adelete = _native("delete")
-    adelete.queryset_only = True  # type: ignore[attr-defined]
+    if TYPE_CHECKING:  # the a-methods below, as type checkers see them
+
+        async def acreate(self, **kwargs: Any) -> M: ...
+        async def aget_or_create(self, defaults: Any = None, **kwargs: Any) -> tuple[M, bool]: ...
+        async def aupdate_or_create(
+            self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
+        ) -> tuple[M, bool]: ...
+        async def abulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[M]: ...
+        async def abulk_update(
+            self, objs: Any, fields: Any, batch_size: int | None = None
+        ) -> int: ...
+        async def aupdate(self, **kwargs: Any) -> int: ...
+        async def adelete(self) -> tuple[int, dict[str, int]]: ...
+
+    else:
+        acreate = _native("create")
+        aget_or_create = _native("get_or_create")
+        aupdate_or_create = _native("update_or_create")
+        abulk_create = _native("bulk_create")
+        abulk_update = _native("bulk_update")
+        aupdate = _native("update")
+        adelete = _native("delete")
+        adelete.queryset_only = True
 
 
 def _save(obj: Any, **kwargs: Any) -> Any:
