@@ -40,19 +40,11 @@ def django_db_setup():
 @pytest.fixture
 def db(django_db_setup):
     """An empty database for each test (every test table truncated before the test)."""
-    from django.apps import apps
     from django.db import connection
 
-    tables = [m._meta.db_table for m in apps.get_app_config("testapp").get_models()]
-    tables += [
-        f.m2m_db_table()
-        for m in apps.get_app_config("testapp").get_models()
-        for f in m._meta.local_many_to_many
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
-        )
+    from tests.helpers import reset_tables
+
+    reset_tables()
     yield
     connection.close()
 

@@ -13,8 +13,8 @@ import pytest
 from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
+from tests.helpers import Outside
 from tests.pools import pool_settled
-from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
 from vinyl.db.pool import close_pools, get_pool

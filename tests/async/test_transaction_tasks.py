@@ -14,8 +14,8 @@ from django.db import OperationalError
 from django.db.transaction import TransactionManagementError
 
 import vinyl
+from tests.helpers import Boom, Outside
 from tests.pools import pool_settled
-from tests.scenarios.test_transactions import Boom, Outside
 from tests.testapp.models import Author, Book
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, acquire, run, run_on

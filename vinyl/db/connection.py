@@ -5,7 +5,11 @@ Sync mode runs on Django's own connection for the alias (``connections[alias]``)
 connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
 loop's pool for the duration of one operation (autocommit).
 
-Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`.
+Queries reach the database through :func:`acquire` and :func:`run`/:func:`run_on` (the compilers,
+raw SQL). Two kinds of statement use the handle's connection directly, still under the same
+error mapping and query log: the transaction-control statements of an async ``atomic()``
+(vinyl.db.transaction's ``Pin.execute``) and the server-side cursors of a stream
+(vinyl.model.streaming).
 """
 
 from __future__ import annotations

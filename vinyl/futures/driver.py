@@ -99,7 +99,8 @@ def _resolve_sync(value: Any) -> Any:
     raise AwaitableInSyncModeError(message)
 
 
-async def _await(value: Any) -> Any:
+async def as_coroutine(value: Awaitable[T]) -> T:
+    """Return a coroutine that awaits *value* (for APIs that take coroutines only)."""
     return await value
 
 

@@ -1,15 +1,17 @@
-"""Queryset writes in both modes, and the write helpers the instance API shares.
+"""Queryset writes in both modes.
 
 :class:`QuerySetWrites` is a base of :class:`vinyl.model.VinylQuerySet`: ``create``,
 ``get_or_create``, ``update_or_create``, ``bulk_create``, ``bulk_update``, ``update`` and
 ``delete`` follow the mode, with Django's semantics (each docstring says what differs). Django
 builds every statement; vinyl's compilers run it.
 
-Where Django's function does its I/O at the end of pure logic it is reused as it is: ``update()``
-runs Django's ``QuerySet.update`` through :func:`vinyl.compiler.replay.call_with_io` (each pass builds a
-fresh query; every statement runs once and its answer is taped). Where signals, savepoints or
-instance bookkeeping sit between the queries (``bulk_create``, ``bulk_update``, ``get_or_create``
-…), the function is mirrored as a ``@maybe_async`` generator.
+Each method mirrors Django's method of the same name as a ``@maybe_async`` generator (marked
+``@mirrors``; see vinyl.compat): Django's checks and query building are called as they are, and
+the statements run through vinyl.compiler.statements. ``update()`` is a copy too: Django's
+``QuerySet.update`` runs its query at its end, and with multi-table inheritance its compiler
+selects the parents' ids in the middle of compiling, which vinyl must do itself. Objects are saved
+through the instance API (vinyl.model.instance), cascades are Django's ``Collector``
+(vinyl.model.deletion).
 """
 
 from __future__ import annotations
@@ -37,13 +39,9 @@ from ..compiler.statements import insert_objs, update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
 from ..futures import maybe_async
 from .deletion import collect, delete_collected
-from .evaluation import native_a_method
+from .evaluation import native_write_method
 
 __all__ = ["QuerySetWrites"]
-
-
-def _native(name: str) -> Any:
-    return native_a_method(name, alters_data=True)
 
 
 M = TypeVar("M", bound=Model)
@@ -68,7 +66,7 @@ class QuerySetWrites(Generic[M]):
             )
         obj = self.model(**kwargs)
         self._for_write = True
-        yield _save(obj, force_insert=True, using=self.db)
+        yield _save_object(obj, force_insert=True, using=self.db)
         if FETCH_MODES:
             obj._state.fetch_mode = self._fetch_mode
         return obj
@@ -150,9 +148,9 @@ class QuerySetWrites(Generic[M]):
                     update_fields.add(field.name)
                     if field.name != field.attname:
                         update_fields.add(field.attname)
-            yield _save(obj, using=self.db, update_fields=update_fields)
+            yield _save_object(obj, using=self.db, update_fields=update_fields)
         else:
-            yield _save(obj, using=self.db)
+            yield _save_object(obj, using=self.db)
         return obj, False
 
     @mirrors("django.db.models.query:QuerySet.update")
@@ -525,17 +523,17 @@ class QuerySetWrites(Generic[M]):
         async def adelete(self) -> tuple[int, dict[str, int]]: ...
 
     else:
-        acreate = _native("create")
-        aget_or_create = _native("get_or_create")
-        aupdate_or_create = _native("update_or_create")
-        abulk_create = _native("bulk_create")
-        abulk_update = _native("bulk_update")
-        aupdate = _native("update")
-        adelete = _native("delete")
+        acreate = native_write_method("create")
+        aget_or_create = native_write_method("get_or_create")
+        aupdate_or_create = native_write_method("update_or_create")
+        abulk_create = native_write_method("bulk_create")
+        abulk_update = native_write_method("bulk_update")
+        aupdate = native_write_method("update")
+        adelete = native_write_method("delete")
         adelete.queryset_only = True
 
 
-def _save(obj: Any, **kwargs: Any) -> Any:
+def _save_object(obj: Any, **kwargs: Any) -> Any:
     # Imported here, when an object is first saved: Django's QuerySet.create() calls obj.save(),
     # and Model.save() runs its UPDATE through a queryset (vinyl.model.instance builds
     # VinylQuerySets), a mutual recursion Django resolves by method dispatch. A model that only
