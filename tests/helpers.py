@@ -8,7 +8,8 @@
 * :class:`Outside`: plain psycopg sessions on the test database, for what other transactions
   see and do; :class:`Boom`, an error a test raises on purpose.
 
-Import it after Django is set up (conftest fixtures import it inside the fixture).
+Importable before Django is set up (pytest loads the conftest of a folder named on the command
+line before tests/conftest.py sets Django up): what needs the app registry is imported where used.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import vinyl
 from vinyl.connection import capture_queries
 from vinyl.db import pool as vinyl_pool
 from vinyl.db import wrapper as vinyl_wrapper
-from vinyl.model import as_vinyl
 
 
 def reset_tables() -> None:
@@ -58,6 +58,8 @@ def django_state(*models_: type[models.Model]) -> dict[str, list[dict]]:
 @vinyl.maybe_async
 def vinyl_state(*models_: type[models.Model]):
     """The rows of each model's table, read with vinyl in the current mode."""
+    from vinyl.model import as_vinyl  # defines VinylModel: needs Django set up (see the docstring)
+
     state = {}
     for m in models_:
         rows = yield as_vinyl(m._base_manager.order_by("pk").values())
