@@ -53,12 +53,19 @@ _LAZY = {
 }
 
 
+# Submodules reachable as attributes (``vinyl.relations.prepare_related``, as error messages and
+# the guide write them), imported on first use like the names above.
+_SUBMODULES = {"compat", "compiler", "connection", "db", "model", "relations", "transaction"}
+
+
 def __getattr__(name: str) -> Any:
+    from importlib import import_module
+
+    if name in _SUBMODULES:
+        return import_module(f"vinyl.{name}")  # which also sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'vinyl' has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(f"vinyl.{module}"), name)
     globals()[name] = value
     return value
