@@ -15,6 +15,7 @@ line before tests/conftest.py sets Django up): what needs the app registry is im
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,8 @@ from django.db import connection, connections, models
 from django.test.utils import CaptureQueriesContext
 
 import vinyl
-from vinyl.connection import capture_queries
+from vinyl import maybe_async
+from vinyl.connection import MULTI, capture_queries, run
 from vinyl.db import pool as vinyl_pool
 from vinyl.db import wrapper as vinyl_wrapper
 
@@ -217,3 +219,24 @@ class Outside:
     def close(self) -> None:
         for conn in self.conns:
             conn.close()
+
+
+# -- reading in both modes ---------------------------------------------------------------------
+
+
+@maybe_async
+def names(using="default"):
+    rows = yield run(using, "SELECT name FROM testapp_author ORDER BY id", None, MULTI)
+    return [name for (name,) in rows]
+
+
+def collect(iterable, vinyl_mode):
+    """The items of *iterable* (a sync generator, or an async iterator in async mode)."""
+    if vinyl_mode == "sync":
+        assert inspect.isgenerator(iterable)
+        return list(iterable)
+
+    async def collect():
+        return [x async for x in iterable]
+
+    return collect()

@@ -15,10 +15,10 @@ import pytest
 from django.db import IntegrityError, InternalError, OperationalError, connections
 from django.db.transaction import TransactionManagementError
 
-from tests.helpers import Boom, Outside
+from tests.helpers import Boom, Outside, names
 from tests.testapp.models import Author, Book
 from vinyl import atomic, get_rollback, maybe_async, on_commit, set_rollback
-from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
+from vinyl.connection import NO_RESULTS, SINGLE, capture_queries, run
 from vinyl.testing import both_modes
 from vinyl.transaction import mark_for_rollback_on_error
 
@@ -38,12 +38,6 @@ def outside(db):
 
 def insert(name, using="default"):
     return run(using, "INSERT INTO testapp_author (name) VALUES (%s)", [name], NO_RESULTS)
-
-
-@maybe_async
-def names(using="default"):
-    rows = yield run(using, "SELECT name FROM testapp_author ORDER BY id", None, MULTI)
-    return [name for (name,) in rows]
 
 
 # -- commit and rollback ------------------------------------------------------------------------

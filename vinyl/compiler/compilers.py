@@ -76,10 +76,11 @@ class VinylCompilerMixin:
         result_type = result_type or NO_RESULTS
         if result_type == CURSOR or chunked_fetch:
             raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
-        yield prepare(self.connection.alias)
         # The connection first, then the SQL: when tasks outnumber connections, a task that
         # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
-        # (compiling first made a burst of tasks compile while results waited to be read).
+        # (compiling first made a burst of tasks compile while results waited to be read). The
+        # pool is open once a connection is in hand, so the SQL that depends on the server's
+        # version needs no prepare() here.
         handle = yield acquire(self.connection.alias)
         try:
             try:

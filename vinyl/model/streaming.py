@@ -34,7 +34,7 @@ from django.db.transaction import TransactionManagementError
 from ..compat import mirrors
 from ..db.connection import AsyncHandle, acquire, prepare, run_on
 from ..db.pool import begin_statement
-from ..db.querylog import log_query
+from ..db.querylog import observed
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
 from ..futures.driver import as_coroutine
@@ -91,9 +91,7 @@ class _Stream:
             else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
                 cursor = handle.cursor()
             self.cursor = cursor
-            log_query(sql, params)
-            with handle.errors:
-                yield guard(cursor.execute(sql, params))
+            yield observed(_declare, handle, sql, params, cursor)
         finally:
             if self.pinned:
                 self.handle = None
@@ -171,6 +169,12 @@ class _Stream:
         # The block has ended, and its cursor with it; the connection may serve someone else by
         # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
         cursor._close()
+
+
+@maybe_async
+def _declare(handle: Any, sql: str, params: Any, cursor: Any):
+    with handle.errors:
+        yield guard(cursor.execute(sql, params))
 
 
 def _iterate_sync(state: _Stream) -> Iterator[Any]:
