@@ -30,11 +30,19 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def django_db_setup():
-    from django.test.utils import setup_databases, teardown_databases
+    from django.test.utils import (
+        setup_databases,
+        setup_test_environment,
+        teardown_databases,
+        teardown_test_environment,
+    )
 
+    # As Django's test runner and pytest-django do: vinyl then honours Django's test guards.
+    setup_test_environment()
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
     yield
     teardown_databases(old, verbosity=0)
+    teardown_test_environment()
 
 
 @pytest.fixture
