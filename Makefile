@@ -36,6 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/basedpyright
 
 bench: $(STAMP)
 	$(VENV_PYTHON) -m bench $(BENCH_ARGS)

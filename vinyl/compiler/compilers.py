@@ -1,13 +1,13 @@
 """Dual SQL compilers: Django generates the SQL, vinyl runs it in the current mode.
 
-Each class subclasses the PostgreSQL backend's compiler of the same name (this module is also a
-``compiler_module`` for ``DatabaseOperations``) and adds ``vinyl_execute_sql()``: the one I/O point,
-written once as a ``@maybe_async`` generator. Django's own ``execute_sql()`` stays for Django code
-that calls it synchronously:
+Each class subclasses the PostgreSQL backend's compiler of the same name (the package
+``vinyl.compiler`` exports them: it is the compile-only connection's ``compiler_module``) and adds
+``vinyl_execute_sql()``: the one I/O point, written once as a ``@maybe_async`` generator. Django's
+own ``execute_sql()`` stays for Django code that calls it synchronously:
 
 * sync mode: it runs ``vinyl_execute_sql()`` (sync) on Django's connection;
-* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it answers from
-  the replay's tape (or asks for the I/O to be done);
+* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it
+  answers from the replay's tape (or asks for the I/O to be done);
 * otherwise, in async mode, it raises: a synchronous query there would block the event loop.
 """
 
@@ -27,6 +27,7 @@ from django.db.models.sql.constants import (
 
 from ..compat import mirrors
 from ..db.connection import ALL_ROWS, acquire, prepare, run_on
+from ..db.wrapper import sql_connection
 from ..flags import is_async
 from ..futures import maybe_async
 from .querycache import capturing
@@ -182,3 +183,12 @@ class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):
 
 def compiler_for(name: str) -> type:
     return globals()[name]
+
+
+def compiler_of(query: Any, using: str) -> Any:
+    """Return vinyl's compiler of *query* (any Django ``sql.Query``) on *using*, for the mode.
+
+    ``query.get_compiler(using)`` on Django's own query classes (InsertQuery, UpdateQuery …)
+    would give Django's compilers; this gives vinyl's, on the mode's connection.
+    """
+    return compiler_for(query.compiler)(query, sql_connection(using), using)

@@ -5,9 +5,12 @@ Sync mode runs on Django's own connection for the alias (``connections[alias]``)
 connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
 loop's pool for the duration of one operation (autocommit).
 
-Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`/
-:func:`run_on`; each statement passes through ``vinyl.db.querylog.observed`` (logging, Django's
-query list and execute wrappers in async mode, vinyl's watchers in both).
+Queries reach the database through :func:`acquire` and :func:`run`/:func:`run_on` (the compilers,
+raw SQL); two kinds of statement use the handle's connection directly: the transaction-control
+statements of an async ``atomic()`` (vinyl.db.transaction's ``Pin.execute``) and the
+server-side cursors of a stream (vinyl.model.streaming). Every statement passes through
+``vinyl.db.querylog.observed`` (logging, Django's query list and execute wrappers in async mode,
+vinyl's watchers in both).
 """
 
 from __future__ import annotations

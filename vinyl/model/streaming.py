@@ -37,6 +37,7 @@ from ..db.pool import begin_statement
 from ..db.querylog import observed
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
+from ..futures.driver import as_coroutine
 from ..futures.shields import guard, shielded
 from .prefetch import prefetch_related_objects
 
@@ -215,7 +216,7 @@ async def _iterate_async(state: _Stream) -> Any:
         raise
     finally:
         with _mode(True):
-            await shielded(_await(state.close(failed)))
+            await shielded(as_coroutine(state.close(failed)))
 
 
 @contextmanager
@@ -228,10 +229,6 @@ def _mode(value: bool) -> Iterator[None]:
         yield
     finally:
         reset_async(token)
-
-
-async def _await(value: Any) -> Any:
-    return await value
 
 
 class AsyncStream:
