@@ -25,7 +25,7 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
-from .connection import ALL_ROWS, acquire, prepare, run_on
+from .connection import ALL_ROWS, acquire, acquire_read, prepare, run_on
 from .flags import is_async
 from .futures import maybe_async
 
@@ -46,6 +46,9 @@ class VinylCompilerMixin:
     #: Rows prepared for the next ``execute_sql()`` call: vinyl runs the query itself (in either
     #: mode) and lets Django's iterables consume the result as if they had run it.
     vinyl_result: Any = _NOT_SET
+    #: Whether the statement only reads, so that a router may send it elsewhere when its
+    #: database cannot be reached (see vinyl.connection.acquire_read).
+    vinyl_reads = True
 
     def execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -74,11 +77,15 @@ class VinylCompilerMixin:
         result_type = result_type or NO_RESULTS
         if result_type == CURSOR or chunked_fetch:
             raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
-        yield prepare(self.connection.alias)
         # The connection first, then the SQL: when tasks outnumber connections, a task that
         # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
         # (compiling first made a burst of tasks compile while results waited to be read).
-        handle = yield acquire(self.connection.alias)
+        alias = self.connection.alias
+        if self.vinyl_reads:
+            handle = yield acquire_read(alias)
+        else:
+            yield prepare(alias)
+            handle = yield acquire(alias)
         try:
             try:
                 sql, params = self.as_sql()
@@ -157,13 +164,13 @@ class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
 
 
 class SQLDeleteCompiler(pg.SQLDeleteCompiler, SQLCompiler):
-    pass
+    vinyl_reads = False
 
 
 class SQLUpdateCompiler(pg.SQLUpdateCompiler, SQLCompiler):
     # Django's execute_sql() runs here first (related updates of multi-table inheritance
     # parents); its super().execute_sql() reaches VinylCompilerMixin for each statement.
-    pass
+    vinyl_reads = False
 
 
 class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):

@@ -17,14 +17,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections
+import psycopg
+from django.db import connections, router
 from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT, SINGLE
+from django.db.utils import OperationalError as DjangoOperationalError
 
 from .flags import is_async
 from .futures import maybe_async
-from .pool import AsyncServerSideCursor, compile_wrapper, get_pool, getconn, guard, shielded
+from .pool import (
+    AsyncServerSideCursor,
+    compile_wrapper,
+    get_pool,
+    getconn,
+    guard,
+    shielded,
+    sql_connection,
+)
 
-__all__ = ["acquire", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
+__all__ = ["acquire", "acquire_read", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
 
 # Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
@@ -148,6 +158,45 @@ def acquire(alias: str) -> Any:
     if is_async():
         return _acquire_async(alias)
     return SyncHandle(alias)
+
+
+@maybe_async
+def acquire_read(alias: str):
+    """``prepare()`` and ``acquire()`` for a read, which a router may send elsewhere.
+
+    When no connection of *alias* can be had (the server refuses connections, or the pool lends
+    none in time), a database router with a ``vinyl_read_fallback(alias, error)`` method
+    (:class:`vinyl.routers.PrimaryReplicaRouter`) may name another alias for the read; the
+    returned handle's ``alias`` says where it runs. Without one, the error propagates.
+    """
+    try:
+        yield prepare(alias)
+        handle = yield acquire(alias)
+        if not is_async():
+            with handle.errors:
+                handle.wrapper.ensure_connection()  # sync mode connects here, not mid-statement
+    except (DjangoOperationalError, psycopg.OperationalError) as exc:
+        other = _read_fallback(alias, exc)
+        if other is None:
+            raise
+        yield prepare(other)
+        # The SQL is compiled for *alias*, whose server version vinyl may never have learnt: a
+        # streaming replica runs the primary's major version, which is all Django's SQL uses.
+        compiler_wrapper = sql_connection(alias)
+        if "pg_version" not in compiler_wrapper.__dict__:
+            compiler_wrapper.__dict__["pg_version"] = sql_connection(other).pg_version
+        handle = yield acquire(other)
+    return handle
+
+
+def _read_fallback(alias: str, error: BaseException) -> str | None:
+    for candidate in router.routers:
+        fallback = getattr(candidate, "vinyl_read_fallback", None)
+        if fallback is not None:
+            other = fallback(alias, error)
+            if other is not None and other != alias:
+                return other
+    return None
 
 
 @maybe_async

@@ -28,8 +28,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import DatabaseError
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
+from psycopg.errors import InvalidCursorName
 
 from .connection import AsyncHandle, _log, acquire, prepare, run_on
 from .flags import is_async, reset_async, set_async
@@ -108,7 +110,9 @@ class _Stream:
         try:
             with handle.errors:
                 rows = yield guard(self.cursor.fetchmany(self.chunk_size))
-        except Exception:
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, InvalidCursorName):
+                raise type(exc)(_cursor_lost(exc, self.alias)) from exc
             raise  # a database error: the transaction's owner handles it, as Django does
         except BaseException:
             if self.pinned:
@@ -144,7 +148,13 @@ class _Stream:
                 yield self._close_pinned(cursor)
             else:
                 # After a failure psycopg sends nothing unless the transaction is still usable.
-                yield cursor.close()
+                try:
+                    with handle.errors:
+                        yield cursor.close()
+                except DatabaseError:
+                    cursor._close()  # psycopg's no-I/O part: it is closed for us all the same
+                    if not failed:
+                        raise  # after a failure, the error that ended the stream is the one
         finally:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
@@ -167,6 +177,18 @@ class _Stream:
         # The block has ended, and its cursor with it; the connection may serve someone else by
         # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
         cursor._close()
+
+
+def _cursor_lost(exc: Exception, alias: str) -> str:
+    # Sync mode outside a transaction declares the cursor WITH HOLD, as Django does, and
+    # fetches with later statements: a transaction-pooling PgBouncer may run those on another
+    # server session, which has no such cursor.
+    return (
+        f"{exc}\nThe server-side cursor of iterator() is gone: a statement after its DECLARE "
+        f"ran in another server session. If DATABASES[{alias!r}] is behind a transaction-pooling "
+        f"PgBouncer, set DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = True, or iterate "
+        "inside atomic()."
+    )
 
 
 def _iterate_sync(state: _Stream) -> Iterator[Any]:

@@ -1,0 +1,235 @@
+"""vinyl through PgBouncer in transaction pooling mode (5 server connections), both modes.
+
+Every client transaction may run on another server connection, and a server connection serves
+many clients in turn: nothing of one client's session may reach the next client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import ProgrammingError, connections
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from tests.testapp.models import Author, Book
+from tests.topology.conftest import BOUNCER, PRIMARY
+from vinyl import atomic, gather, is_async, maybe_async
+from vinyl.connection import NO_RESULTS, SINGLE, run
+from vinyl.testing import both_modes
+
+# What a client sees of the session it runs on: inside a transaction left open (now() frozen),
+# a transaction-local setting left behind, the time zone.
+PROBE = (
+    "SELECT now() = statement_timestamp(), current_setting('vinyl.leftover', true), "
+    "current_setting('TimeZone'), pg_backend_pid(), pg_sleep(%s)"
+)
+
+
+def probe_all(bouncer, seconds: float = 0.3) -> list[tuple]:
+    """Run PROBE on every server connection of the pool at once (5 clients, each holding one)."""
+    import psycopg
+
+    results: list[tuple] = []
+
+    def one() -> None:
+        with psycopg.connect(host="127.0.0.1", port=bouncer.port, user="postgres",
+                             dbname="vinyl_topology", autocommit=True,
+                             cursor_factory=psycopg.ClientCursor) as conn:  # fmt: skip
+            results.append(conn.execute(PROBE, [seconds]).fetchone())
+
+    threads = [threading.Thread(target=one) for _ in range(bouncer.pool_size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def assert_servers_clean(bouncer) -> None:
+    """Every server connection idle, and a client on each sees no leftover of a previous one."""
+    deadline = time.monotonic() + 5
+    while any(s["state"] != "idle" for s in bouncer.servers()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all(s["state"] == "idle" for s in bouncer.servers()), bouncer.servers()
+    probes = probe_all(bouncer)
+    assert len({pid for *_, pid, _ in probes}) == len(probes)  # one probe per server connection
+    for fresh_transaction, leftover, _, _, _ in probes:
+        assert fresh_transaction is True
+        assert leftover in (None, "")
+
+
+@both_modes
+def test_plain_queries(bouncer):
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    yield Book.vinyl.using(BOUNCER).bulk_create(
+        [Book(author=ann, title=f"B{i}", pages=i, price=Decimal(i)) for i in range(10)]
+    )
+    assert (yield Book.vinyl.using(BOUNCER).count()) == 10
+    book = yield Book.vinyl.using(BOUNCER).select_related("author").get(title="B3")
+    assert (book.pages, book.author.name) == (3, "Ann")
+    totals = yield Author.vinyl.using(BOUNCER).annotate(n=Count("books")).values_list("name", "n")
+    assert list(totals) == [("Ann", 10)]
+    assert (yield Book.vinyl.using(BOUNCER).aggregate(s=Sum("pages"))) == {"s": 45}
+    assert (yield Book.vinyl.using(BOUNCER).filter(pages__lt=5).update(pages=0)) == 5
+    deleted, _ = yield Book.vinyl.using(BOUNCER).filter(pages=0).delete()
+    assert deleted == 5
+
+
+@both_modes
+def test_time_zone_set_by_vinyl_reaches_every_server_connection(bouncer):
+    """vinyl (like Django) sets the session time zone once per client connection, outside a
+    transaction; PgBouncer tracks TimeZone and sets it on whichever server connection serves the
+    client, so datetimes read through it equal those read on the primary directly."""
+    moment = timezone.now().replace(microsecond=0)
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    yield Book.vinyl.using(BOUNCER).create(author=ann, title="T", published=moment)
+    # Concurrent statements (async mode: five at once) on the server connections.
+    rows = yield gather(*(run(BOUNCER, "SELECT current_setting('TimeZone'), pg_sleep(0.1)",
+                              None, SINGLE) for _ in range(5)))  # fmt: skip
+    assert {zone for zone, _ in rows} == {"UTC"}
+    via_bouncer = yield Book.vinyl.using(BOUNCER).values_list("published", flat=True).get()
+    direct = yield Book.vinyl.using(PRIMARY).values_list("published", flat=True).get()
+    assert via_bouncer == direct == moment
+    assert via_bouncer.utcoffset() == direct.utcoffset()
+
+
+class Boom(Exception):
+    pass
+
+
+@atomic(using=BOUNCER)
+@maybe_async
+def _failing_savepoint(ann):
+    yield Book.vinyl.using(BOUNCER).create(author=ann, title="rolled back")
+    raise Boom
+
+
+@atomic(using=BOUNCER)
+@maybe_async
+def _kept_savepoint(ann):
+    yield Book.vinyl.using(BOUNCER).create(author=ann, title="kept")
+
+
+@atomic(using=BOUNCER)
+@maybe_async
+def _transaction(ann_pk):
+    ann = yield Author.vinyl.using(BOUNCER).select_for_update().get(pk=ann_pk)
+    yield run(BOUNCER, "SELECT set_config('vinyl.leftover', 'yes', true)", None, NO_RESULTS)
+    yield Book.vinyl.using(BOUNCER).create(author=ann, title="outer")
+    try:
+        yield _failing_savepoint(ann)
+    except Boom:
+        pass
+    yield _kept_savepoint(ann)
+    # The row lock is held by this transaction's server connection until COMMIT.
+    return (yield run(BOUNCER, "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                      "AND pid = pg_backend_pid()", None, SINGLE))  # fmt: skip
+
+
+@both_modes
+def test_atomic_with_savepoints_and_select_for_update(bouncer):
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    (locks,) = yield _transaction(ann.pk)
+    assert locks >= 1
+    titles = yield Book.vinyl.using(PRIMARY).order_by("title").values_list("title", flat=True)
+    assert list(titles) == ["kept", "outer"]
+    assert_servers_clean(bouncer)
+
+
+@both_modes
+def test_bulk_writes(bouncer):
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    books = yield Book.vinyl.using(BOUNCER).bulk_create(
+        [Book(author=ann, title=f"B{i}", pages=i) for i in range(2000)], batch_size=500
+    )
+    assert all(b.pk for b in books)
+    for b in books:
+        b.pages += 1
+    assert (yield Book.vinyl.using(BOUNCER).bulk_update(books, ["pages"], batch_size=400)) == 2000
+    total = yield Book.vinyl.using(PRIMARY).aggregate(s=Sum("pages"))
+    assert total == {"s": sum(range(1, 2001))}
+
+
+# -- iterator() ---------------------------------------------------------------------------------
+
+
+@atomic(using=BOUNCER)
+@maybe_async
+def _stream_in_transaction():
+    titles = []
+    stream = Book.vinyl.using(BOUNCER).order_by("pages").iterator(chunk_size=7)
+    if is_async():
+        async def consume():
+            async for book in stream:
+                titles.append(book.title)
+        yield consume()
+    else:
+        titles.extend(book.title for book in stream)
+    return titles
+
+
+@both_modes
+def test_iterator_streams_inside_a_transaction(bouncer):
+    """A server-side cursor lives in its transaction, which PgBouncer keeps on one server
+    connection: streaming works in both modes."""
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    yield Book.vinyl.using(BOUNCER).bulk_create(
+        [Book(author=ann, title=f"B{i:02}", pages=i) for i in range(50)]
+    )
+    titles = yield _stream_in_transaction()
+    assert titles == [f"B{i:02}" for i in range(50)]
+    assert_servers_clean(bouncer)
+
+
+def test_sync_iterator_outside_a_transaction(bouncer):
+    """Outside a transaction, sync mode's server-side cursor is declared WITH HOLD (as Django's
+    iterator() does) and fetched from by later statements, which PgBouncer may run on another
+    server connection."""
+    ann = Author.vinyl.using(BOUNCER).create(name="Ann")
+    Book.vinyl.using(BOUNCER).bulk_create([Book(author=ann, title=f"B{i}") for i in range(10)])
+    import psycopg
+
+    stream = Book.vinyl.using(BOUNCER).order_by("pk").iterator(chunk_size=2)
+    assert next(stream).title == "B0"
+    # Another client takes the server connection the cursor was declared on (PgBouncer lends
+    # the most recently used idle one), so the next FETCH runs in another server session.
+    with psycopg.connect(host="127.0.0.1", port=bouncer.port, user="postgres",
+                         dbname="vinyl_topology") as other:  # fmt: skip
+        other.execute("SELECT 1")  # a transaction stays open: the server connection is its own
+        with pytest.raises(ProgrammingError, match="DISABLE_SERVER_SIDE_CURSORS") as caught:
+            list(stream)
+    assert "iterate inside atomic()" in str(caught.value)
+    assert_servers_clean(bouncer)
+
+
+@pytest.fixture
+def no_server_cursors(bouncer):
+    settings = connections[BOUNCER].settings_dict
+    settings["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        yield
+    finally:
+        settings["DISABLE_SERVER_SIDE_CURSORS"] = False
+
+
+@both_modes
+def test_iterator_outside_a_transaction(bouncer, vinyl_mode, request):
+    """Async mode streams in a transaction of its own, which PgBouncer keeps on one server
+    connection; sync mode needs DISABLE_SERVER_SIDE_CURSORS (Django's setting for PgBouncer)."""
+    if vinyl_mode == "sync":
+        request.getfixturevalue("no_server_cursors")
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    yield Book.vinyl.using(BOUNCER).bulk_create([Book(author=ann, title=f"B{i:02}") for i in range(30)])
+    stream = Book.vinyl.using(BOUNCER).order_by("pk").iterator(chunk_size=4)
+    if is_async():
+        async def consume():
+            return [book.title async for book in stream]
+        titles = yield consume()
+    else:
+        titles = [book.title for book in stream]
+    assert titles == [f"B{i:02}" for i in range(30)]
+    assert_servers_clean(bouncer)
