@@ -256,10 +256,15 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
         if "pg_version" not in wrapper.__dict__:
             async with pool.connection() as conn:
                 wrapper.__dict__["pg_version"] = conn.info.server_version
-    except BaseException:
+    except BaseException as exc:
         # The creating task was cancelled (or the server is unreachable): nobody will ever see
         # this pool, so close it, or the connections it opened meanwhile leak.
         await shielded(pool.close())
+        if isinstance(exc, PoolTimeout):
+            raise OperationalError(
+                f"No connection to database {alias!r} could be made within {pool.timeout:g} s "
+                "(DATABASES[...]['VINYL']['timeout']); is its server up?"
+            ) from exc
         raise
     return pool
 

@@ -15,16 +15,22 @@ from django.db import ProgrammingError, connections
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from tests.reliability.conftest import temporary_alias
 from tests.testapp.models import Author, Book
 from tests.topology.conftest import BOUNCER, PRIMARY
+from tests.topology.servers import DBNAME
 from vinyl import atomic, gather, is_async, maybe_async
 from vinyl.connection import NO_RESULTS, SINGLE, run
 from vinyl.testing import both_modes
 
-# What a client sees of the session it runs on: inside a transaction left open (now() frozen),
-# a transaction-local setting left behind, the time zone.
+# What a client sees of the session it runs on: a transaction left open (now() frozen), a
+# transaction-local setting left behind, session state transaction pooling cannot carry
+# (prepared statements, held cursors, LISTEN, advisory locks), the time zone.
 PROBE = (
     "SELECT now() = statement_timestamp(), current_setting('vinyl.leftover', true), "
+    "(SELECT count(*) FROM pg_prepared_statements) + (SELECT count(*) FROM pg_cursors) "
+    "+ (SELECT count(*) FROM pg_listening_channels()) + (SELECT count(*) FROM pg_locks "
+    "WHERE locktype = 'advisory' AND pid = pg_backend_pid()), "
     "current_setting('TimeZone'), pg_backend_pid(), pg_sleep(%s)"
 )
 
@@ -57,9 +63,10 @@ def assert_servers_clean(bouncer) -> None:
     assert all(s["state"] == "idle" for s in bouncer.servers()), bouncer.servers()
     probes = probe_all(bouncer)
     assert len({pid for *_, pid, _ in probes}) == len(probes)  # one probe per server connection
-    for fresh_transaction, leftover, _, _, _ in probes:
+    for fresh_transaction, leftover, session_state, _, _, _ in probes:
         assert fresh_transaction is True
         assert leftover in (None, "")
+        assert session_state == 0
 
 
 @both_modes
@@ -154,6 +161,45 @@ def test_bulk_writes(bouncer):
     assert total == {"s": sum(range(1, 2001))}
 
 
+@pytest.fixture
+def server_binding(bouncer):
+    settings = connections[BOUNCER].settings_dict
+    options = {"server_side_binding": True}
+    with temporary_alias("topo_bouncer_ssb", **{k: settings[k] for k in
+                         ("HOST", "PORT", "NAME", "USER", "PASSWORD")}, OPTIONS=options,
+                         VINYL={"max_size": 10}) as alias:  # fmt: skip
+        yield alias
+
+
+@both_modes
+def test_server_side_binding_prepares_nothing(bouncer, server_binding):
+    """With server-side binding, psycopg would prepare a statement run 5 times (its default
+    prepare_threshold) on a server session that PgBouncer 1.18 does not keep; Django turns that
+    off for its connections (prepare_threshold=None unless OPTIONS say otherwise) and vinyl's
+    pools take Django's connection parameters."""
+    ann = yield Author.vinyl.using(server_binding).create(name="Ann")
+    for _ in range(3):
+        counts = yield gather(*(Book.vinyl.using(server_binding).filter(author=ann).count()
+                                for _ in range(10)))  # fmt: skip
+        assert counts == [0] * 10
+    assert_servers_clean(bouncer)
+
+
+def test_vinyl_keeps_no_session_state():
+    """What transaction pooling breaks, vinyl does not use: no LISTEN, advisory locks or
+    prepared statements of its own; its only session-level statements are SET TIME ZONE (which
+    PgBouncer tracks) and SET ROLE for OPTIONS["assume_role"] (documented in the guide)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "vinyl"
+    source = "\n".join(p.read_text() for p in root.glob("**/*.py"))
+    for pattern in (r"\bLISTEN\b", r"pg_advisory", r"\bPREPARE\b", r"prepare_threshold"):
+        assert not re.search(pattern, source), pattern
+    sets = re.findall(r"\"SET (\w+)", source) + re.findall(r"set_time_zone_sql", source)
+    assert sorted(set(sets)) == ["ROLE", "set_time_zone_sql"], sets
+
+
 # -- iterator() ---------------------------------------------------------------------------------
 
 
@@ -203,6 +249,10 @@ def test_sync_iterator_outside_a_transaction(bouncer):
         with pytest.raises(ProgrammingError, match="DISABLE_SERVER_SIDE_CURSORS") as caught:
             list(stream)
     assert "iterate inside atomic()" in str(caught.value)
+    # And the cursor, held, stays in the first server session (until PgBouncer closes it)
+    # for whoever gets that server connection next: what DISABLE_SERVER_SIDE_CURSORS avoids.
+    assert sorted(state for _, _, state, *_ in probe_all(bouncer)) == [0, 0, 0, 0, 1]
+    bouncer.admin(f"RECONNECT {DBNAME}")
     assert_servers_clean(bouncer)
 
 
