@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import OperationalError
 from django.db.backends.postgresql import compiler as pg
 from django.db.models.sql.constants import (
     CURSOR,
@@ -25,7 +26,7 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
-from .connection import ALL_ROWS, acquire, acquire_read, prepare, run_on
+from .connection import ALL_ROWS, acquire, acquire_read, prepare, reacquire_read, run_on
 from .flags import is_async
 from .futures import maybe_async
 
@@ -93,9 +94,20 @@ class VinylCompilerMixin:
                     raise EmptyResultSet
             except EmptyResultSet:
                 return [] if result_type == MULTI else None
-            value = yield run_on(handle, sql, params, result_type)
+            try:
+                value = yield run_on(handle, sql, params, result_type)
+            except OperationalError as exc:
+                if not self.vinyl_reads:
+                    raise
+                lost, handle = handle, None
+                yield lost.release()
+                handle = yield reacquire_read(lost, exc)
+                if handle is None:
+                    raise
+                value = yield run_on(handle, sql, params, result_type)
         finally:
-            yield handle.release()
+            if handle is not None:
+                yield handle.release()
         if result_type == MULTI:
             if self.has_extra_select:
                 value = [row[: self.col_count] for row in value]

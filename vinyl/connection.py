@@ -86,6 +86,14 @@ class SyncHandle:
     def failed(self) -> None:
         pass
 
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        conn = self.wrapper.connection
+        if conn is None or not conn.broken or self.wrapper.in_atomic_block:
+            return False
+        self.wrapper.close()  # Django would reuse it until the request ends: reconnect next time
+        return True
+
     def release(self) -> None:
         return None
 
@@ -121,6 +129,10 @@ class AsyncHandle:
     def failed(self) -> None:
         if self.pin is not None:
             self.pin.failed()
+
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        return self.pin is None and self.conn.broken  # the pool discards it on release
 
     async def release(self) -> None:
         if self.pin is not None:
@@ -179,14 +191,35 @@ def acquire_read(alias: str):
         other = _read_fallback(alias, exc)
         if other is None:
             raise
-        yield prepare(other)
-        # The SQL is compiled for *alias*, whose server version vinyl may never have learnt: a
-        # streaming replica runs the primary's major version, which is all Django's SQL uses.
-        compiler_wrapper = sql_connection(alias)
-        if "pg_version" not in compiler_wrapper.__dict__:
-            compiler_wrapper.__dict__["pg_version"] = sql_connection(other).pg_version
-        handle = yield acquire(other)
+        handle = yield _acquire_instead(alias, other)
     return handle
+
+
+@maybe_async
+def reacquire_read(handle: Any, error: BaseException):
+    """After a read's statement failed with *error*: a handle to run it again on, or None.
+
+    Only when the connection died outside a transaction (a replica that went down while its
+    connection sat in the pool, say) and a router names another alias (see acquire_read). The
+    caller has released *handle*.
+    """
+    if not handle.lost():
+        return None
+    other = _read_fallback(handle.alias, error)
+    if other is None:
+        return None
+    return (yield _acquire_instead(handle.alias, other))
+
+
+@maybe_async
+def _acquire_instead(alias: str, other: str):
+    yield prepare(other)
+    # The SQL is compiled for *alias*, whose server version vinyl may never have learnt: a
+    # streaming replica runs the primary's major version, which is all Django's SQL uses.
+    compiler_wrapper = sql_connection(alias)
+    if "pg_version" not in compiler_wrapper.__dict__:
+        compiler_wrapper.__dict__["pg_version"] = sql_connection(other).pg_version
+    return (yield acquire(other))
 
 
 def _read_fallback(alias: str, error: BaseException) -> str | None:

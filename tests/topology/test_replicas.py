@@ -217,3 +217,24 @@ def test_replica_down_without_fallback_fails(down_replica):
     with use_router(replicas=[down_replica], fallback=False):
         with pytest.raises(OperationalError):
             yield Author.vinyl.count()
+
+
+@both_modes
+def test_replica_stopped_mid_run(lagging, caplog):
+    """The replica goes down while vinyl holds a connection to it (Django's, or an idle pooled
+    one): the read whose statement hits the dead connection runs again on the primary."""
+    caplog.set_level(logging.WARNING, logger="vinyl.routers")
+    yield Author.vinyl.using(PRIMARY).create(name="Ann")
+    lagging.resume_replay()
+    lagging.wait_for_replica()
+    try:
+        with use_router(down_seconds=30):
+            assert (yield Author.vinyl.count()) == 1  # connected to the replica
+            assert Author.vinyl.all().db == REPLICA
+            lagging.replica.stop()
+            assert list((yield Author.vinyl.values_list("name", flat=True))) == ["Ann"]
+            assert Author.vinyl.all().db == PRIMARY
+            [record] = [r for r in caplog.records if r.name == "vinyl.routers"]
+            assert f"Read replica '{REPLICA}' is unreachable" in record.getMessage()
+    finally:
+        lagging.replica.start()
