@@ -1,14 +1,23 @@
 """Two copies of the same API: /vinyl/… on vinyl, /django/… on Django's own async methods."""
 
+from collections import Counter
+
 from django.http import JsonResponse
 from django.urls import path
 
+from demo import workers
 from demo.food import django_views, services, vinyl_views
 
 
 async def stats(request):
-    """Return the on_commit notifications counted in this server process, per source."""
-    return JsonResponse({"notified": dict(services.KITCHEN_NOTIFIED)})
+    """Return the on_commit notifications counted by the server's processes, per source, and
+    the worker processes' pids."""
+    by_worker = workers.collected(services.KITCHEN_NOTIFIED)
+    notified = sum(by_worker.values(), Counter())
+    return JsonResponse({
+        "notified": dict(notified),
+        "workers": {pid: sum(counts.values()) for pid, counts in sorted(by_worker.items())},
+    })  # fmt: skip
 
 
 def _api(views, prefix):
