@@ -26,7 +26,16 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
-from .connection import ALL_ROWS, acquire, acquire_read, prepare, reacquire_read, run_on
+from .connection import (
+    ALL_ROWS,
+    CONNECT_ERRORS,
+    acquire,
+    connect_now,
+    prepare,
+    reacquire_read,
+    read_elsewhere,
+    run_on,
+)
 from .flags import is_async
 from .futures import maybe_async
 
@@ -48,7 +57,7 @@ class VinylCompilerMixin:
     #: mode) and lets Django's iterables consume the result as if they had run it.
     vinyl_result: Any = _NOT_SET
     #: Whether the statement only reads, so that a router may send it elsewhere when its
-    #: database cannot be reached (see vinyl.connection.acquire_read).
+    #: database cannot be reached (see vinyl.connection.read_elsewhere).
     vinyl_reads = True
 
     def execute_sql(
@@ -82,11 +91,15 @@ class VinylCompilerMixin:
         # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
         # (compiling first made a burst of tasks compile while results waited to be read).
         alias = self.connection.alias
-        if self.vinyl_reads:
-            handle = yield acquire_read(alias)
-        else:
+        try:
             yield prepare(alias)
             handle = yield acquire(alias)
+            if self.vinyl_reads:
+                connect_now(handle)
+        except CONNECT_ERRORS as exc:
+            handle = (yield read_elsewhere(alias, exc)) if self.vinyl_reads else None
+            if handle is None:
+                raise
         try:
             try:
                 sql, params = self.as_sql()

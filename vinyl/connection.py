@@ -34,7 +34,7 @@ from .pool import (
     sql_connection,
 )
 
-__all__ = ["acquire", "acquire_read", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
+__all__ = ["acquire", "read_elsewhere", "run", "capture_queries", "CURSOR", "MULTI", "NO_RESULTS", "ROW_COUNT",
            "SINGLE"]
 
 # Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
@@ -172,27 +172,30 @@ def acquire(alias: str) -> Any:
     return SyncHandle(alias)
 
 
-@maybe_async
-def acquire_read(alias: str):
-    """``prepare()`` and ``acquire()`` for a read, which a router may send elsewhere.
+# What acquire() (and prepare(), which may open the pool) raise when no connection can be had.
+CONNECT_ERRORS = (DjangoOperationalError, psycopg.OperationalError)
 
-    When no connection of *alias* can be had (the server refuses connections, or the pool lends
-    none in time), a database router with a ``vinyl_read_fallback(alias, error)`` method
-    (:class:`vinyl.routers.PrimaryReplicaRouter`) may name another alias for the read; the
-    returned handle's ``alias`` says where it runs. Without one, the error propagates.
+
+def connect_now(handle: Any) -> None:
+    """Sync mode: connect Django's connection now, so that a server that cannot be reached is
+    seen before the statement, where a read can still go elsewhere (see read_elsewhere)."""
+    if type(handle) is SyncHandle and handle.wrapper.connection is None:
+        with handle.errors:
+            handle.wrapper.ensure_connection()
+
+
+@maybe_async
+def read_elsewhere(alias: str, error: BaseException):
+    """A handle for a read that could not get a connection of *alias*, or None.
+
+    A database router with a ``vinyl_read_fallback(alias, error)`` method
+    (:class:`vinyl.routers.PrimaryReplicaRouter`) may name another alias for it; the handle's
+    ``alias`` says where the read runs then.
     """
-    try:
-        yield prepare(alias)
-        handle = yield acquire(alias)
-        if not is_async():
-            with handle.errors:
-                handle.wrapper.ensure_connection()  # sync mode connects here, not mid-statement
-    except (DjangoOperationalError, psycopg.OperationalError) as exc:
-        other = _read_fallback(alias, exc)
-        if other is None:
-            raise
-        handle = yield _acquire_instead(alias, other)
-    return handle
+    other = _read_fallback(alias, error)
+    if other is None:
+        return None
+    return (yield _acquire_instead(alias, other))
 
 
 @maybe_async
@@ -200,15 +203,12 @@ def reacquire_read(handle: Any, error: BaseException):
     """After a read's statement failed with *error*: a handle to run it again on, or None.
 
     Only when the connection died outside a transaction (a replica that went down while its
-    connection sat in the pool, say) and a router names another alias (see acquire_read). The
+    connection sat in the pool, say) and a router names another alias (see read_elsewhere). The
     caller has released *handle*.
     """
     if not handle.lost():
         return None
-    other = _read_fallback(handle.alias, error)
-    if other is None:
-        return None
-    return (yield _acquire_instead(handle.alias, other))
+    return (yield read_elsewhere(handle.alias, error))
 
 
 @maybe_async

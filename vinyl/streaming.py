@@ -33,7 +33,16 @@ from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 from psycopg.errors import InvalidCursorName
 
-from .connection import AsyncHandle, _log, acquire, prepare, run_on
+from .connection import (
+    CONNECT_ERRORS,
+    AsyncHandle,
+    _log,
+    acquire,
+    connect_now,
+    prepare,
+    read_elsewhere,
+    run_on,
+)
 from .flags import is_async, reset_async, set_async
 from .futures import maybe_async
 from .pool import begin_statement, guard, shielded
@@ -65,21 +74,31 @@ class _Stream:
     @maybe_async
     def open(self):
         """Compile the query and declare its cursor."""
-        yield prepare(self.alias)
-        compiler = self.queryset.query.get_compiler(using=self.alias)
         try:
-            sql, params = compiler.as_sql()
-            if not sql:
-                raise EmptyResultSet
-        except EmptyResultSet:
-            self.finished = True
-            return
-        self.compiler = compiler
-        handle = yield acquire(self.alias)
+            yield prepare(self.alias)
+            handle = yield acquire(self.alias)
+            connect_now(handle)
+        except CONNECT_ERRORS as exc:
+            handle = yield read_elsewhere(self.alias, exc)  # a router's replica that is down
+            if handle is None:
+                raise
         self.pin = getattr(handle, "pin", None)
         self.pinned = self.pin is not None
         self.handle = handle
         try:
+            compiler = self.queryset.query.get_compiler(using=self.alias)
+            try:
+                sql, params = compiler.as_sql()
+                if not sql:
+                    raise EmptyResultSet
+            except EmptyResultSet:
+                self.finished = True
+                if not self.pinned:
+                    self.handle = None
+                    yield handle.release()
+                return
+            self.compiler = compiler
+            self.alias = handle.alias
             if self.server_side:
                 if is_async() and not self.pinned:
                     # A cursor without hold lives in a transaction: the stream's own.

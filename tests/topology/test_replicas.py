@@ -18,7 +18,7 @@ from django.test import override_settings
 from tests.reliability.conftest import temporary_alias
 from tests.testapp.models import Author
 from tests.topology.conftest import PRIMARY, REPLICA
-from vinyl import atomic, gather, maybe_async, routers
+from vinyl import atomic, gather, is_async, maybe_async, routers
 from vinyl.routers import PrimaryReplicaRouter, ReadYourWritesMiddleware, pin_scope
 from vinyl.testing import both_modes
 
@@ -238,3 +238,18 @@ def test_replica_stopped_mid_run(lagging, caplog):
             assert f"Read replica '{REPLICA}' is unreachable" in record.getMessage()
     finally:
         lagging.replica.start()
+
+
+@both_modes
+def test_replica_down_streams_fall_back_to_the_primary(down_replica):
+    yield Author.vinyl.using(PRIMARY).bulk_create([Author(name=f"A{i}") for i in range(5)])
+    with use_router(replicas=[down_replica], down_seconds=30):
+        stream = Author.vinyl.order_by("pk").iterator(chunk_size=2)
+        if is_async():
+            async def consume():
+                return [a.name async for a in stream]
+            names = yield consume()
+        else:
+            names = [a.name for a in stream]
+        assert names == [f"A{i}" for i in range(5)]
+        assert routers.is_down(down_replica)
