@@ -64,7 +64,9 @@ async def test_cancelled_mid_query(bouncer):
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             await run(BOUNCER, "SELECT pg_sleep(30)", None, NO_RESULTS)
-    assert time.monotonic() - started < 5  # cancelled on the server, not waited out
+    elapsed = time.monotonic() - started
+    assert elapsed < 5  # cancelled on the server, not waited out
+    print(f"\nquery cancelled after 0.3 s through PgBouncer: back in {elapsed:.2f} s")
     assert await Author.vinyl.using(BOUNCER).count() == 0  # the same pool works on
     await _settled(bouncer)
 
