@@ -11,7 +11,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import ProgrammingError, connections
+from django.db import OperationalError, ProgrammingError, connections
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -282,4 +282,64 @@ def test_iterator_outside_a_transaction(bouncer, vinyl_mode, request):
     else:
         titles = [book.title for book in stream]
     assert titles == [f"B{i:02}" for i in range(30)]
+    assert_servers_clean(bouncer)
+
+
+@atomic(using=BOUNCER)
+@maybe_async
+def _timed_out_transaction(ann):
+    yield run(BOUNCER, "SELECT set_config('vinyl.leftover', 'yes', true)", None, NO_RESULTS)
+    yield Book.vinyl.using(BOUNCER).create(author=ann, title="in doubt")
+    yield run(BOUNCER, "SET LOCAL statement_timeout = 200", None, NO_RESULTS)
+    yield run(BOUNCER, "SELECT pg_sleep(30)", None, NO_RESULTS)
+
+
+@both_modes
+def test_statement_cancelled_by_the_server_mid_transaction(bouncer):
+    """Both modes: a statement the server cancels (statement_timeout) fails the transaction with
+    Django's OperationalError; it rolls back and the server connection goes back clean (async
+    mode's task cancellation: test_pgbouncer_async.py)."""
+    ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="statement timeout"):
+        yield _timed_out_transaction(ann)
+    assert time.monotonic() - started < 5
+    assert (yield Book.vinyl.using(PRIMARY).count()) == 0
+    assert_servers_clean(bouncer)
+
+
+def test_sync_threads_through_5_server_connections(bouncer):
+    """Sync mode: 50 threads, each with Django's own connection (50 clients of PgBouncer), run
+    reads and select_for_update transactions on 5 server connections."""
+    from tests.topology.test_pgbouncer_async import ServerWatch
+
+    ann = Author.vinyl.using(BOUNCER).create(name="Ann")
+    stock = Book.vinyl.using(BOUNCER).create(author=ann, title="stock", pages=1000)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(4):
+                assert Author.vinyl.using(BOUNCER).get(pk=ann.pk).name == "Ann"
+                with atomic(using=BOUNCER):
+                    book = Book.vinyl.using(BOUNCER).select_for_update().get(pk=stock.pk)
+                    book.update(pages=book.pages - 1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with ServerWatch(bouncer) as watch:
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    assert not errors, errors[:3]
+    assert Book.vinyl.using(PRIMARY).get(pk=stock.pk).pages == 1000 - 200
+    assert 1 <= watch.max_servers <= bouncer.pool_size
+    print(f"\n50 threads x 8 operations through PgBouncer: {elapsed:.2f} s, at most "
+          f"{watch.max_servers} server connections, {watch.max_waiting} waiting clients")  # fmt: skip
     assert_servers_clean(bouncer)
