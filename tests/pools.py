@@ -6,7 +6,7 @@ import asyncio
 
 import anyio
 
-from vinyl import pool as vinyl_pool
+from vinyl.db import pool as vinyl_pool
 
 
 async def pool_settled(alias: str = "default", timeout: float = 5.0) -> dict[str, int]:

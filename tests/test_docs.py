@@ -89,7 +89,7 @@ def test_every_page_is_linked_from_the_index():
 
 
 def _check_settings(namespace: dict, where: str) -> None:
-    from vinyl.pool import _pool_options
+    from vinyl.db.pool import _pool_options
 
     databases = namespace.get("DATABASES")
     assert isinstance(databases, dict) and databases, f"{where}: the block defines no DATABASES"

@@ -37,13 +37,13 @@ _LAZY = {
     "VinylManager": "model",
     "VinylModel": "model",
     "VinylQuerySet": "model",
-    "PoolExhausted": "pool",
-    "close_pools": "pool",
-    "SynchronousQueryError": "replay",
-    "atomic": "transaction",
-    "get_rollback": "transaction",
-    "on_commit": "transaction",
-    "set_rollback": "transaction",
+    "PoolExhausted": "db.pool",
+    "close_pools": "db.pool",
+    "SynchronousQueryError": "compiler",
+    "atomic": "db.transaction",
+    "get_rollback": "db.transaction",
+    "on_commit": "db.transaction",
+    "set_rollback": "db.transaction",
 }
 
 

@@ -38,6 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
+from .db.pins import current_pin
 from .flags import is_async
 
 __all__ = [
@@ -168,8 +169,6 @@ def _configured() -> dict[str, Any]:
 def _in_transaction(alias: str) -> bool:
     """Whether the current task (async mode) or thread (sync mode) is in atomic() on *alias*."""
     if is_async():
-        from .transaction import current_pin
-
         return current_pin(alias) is not None
     return connections[alias].in_atomic_block
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from .db.pool import close_pools
 from .flags import async_mode, sync_mode
-from .futures import _drive_async, _drive_sync
+from .futures.driver import _drive_async, _drive_sync
 
 __all__ = ["both_modes"]
 
@@ -62,8 +63,6 @@ def both_modes(genfunc: Callable[..., Any]) -> Callable[..., Any]:
             _drive_sync(genfunc(*args, **body_kwargs(kwargs)))
 
     async def run_async(*args: Any, **kwargs: Any) -> None:
-        from .pool import close_pools
-
         with async_mode():
             try:
                 await _drive_async(genfunc(*args, **body_kwargs(kwargs)))

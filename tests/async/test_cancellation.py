@@ -17,7 +17,8 @@ from tests.pools import pool_settled
 from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
-from vinyl.pool import close_pools, get_pool, sql_connection
+from vinyl.db.pool import close_pools, get_pool
+from vinyl.db.wrapper import sql_connection
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from django.db.models import Prefetch
 
 from tests.testapp.models import Author, Book, Note, Place, Profile, Restaurant
 from vinyl import ImplicitQueryError, async_mode, sync_mode
-from vinyl.pool import close_pools
+from vinyl.db.pool import close_pools
 from vinyl.relations import DeferredFieldNotLoaded, RelationNotLoaded
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from django.db import connection
 
 from tests.testapp.models import Author, Book
 from vinyl import atomic, is_async, sync_mode
-from vinyl.pool import close_pools, get_pool
+from vinyl.db.pool import close_pools, get_pool
 
 pytestmark = pytest.mark.anyio
 

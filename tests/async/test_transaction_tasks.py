@@ -19,7 +19,7 @@ from tests.scenarios.test_transactions import Boom, Outside
 from tests.testapp.models import Author, Book
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, acquire, run, run_on
-from vinyl.pool import close_pools
+from vinyl.db.pool import close_pools
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 
 import vinyl
 from tests.testapp.models import Author, Tag
-from vinyl.replay import SynchronousQueryError
+from vinyl.compiler import SynchronousQueryError
 
 
 @pytest.mark.anyio

@@ -19,7 +19,8 @@ from django.apps import apps
 from django.db import connections
 
 from tests.pools import pool_settled  # noqa: F401  (re-exported for the reliability tests)
-from vinyl import pool as vinyl_pool
+from vinyl.db import pool as vinyl_pool
+from vinyl.db import wrapper as vinyl_wrapper
 
 ALIAS = "reliability"  # tests/settings.py: the test database, a pool of max_size 10
 
@@ -134,7 +135,7 @@ def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
                 wrapper.close()  # sync code only: Django refuses it in an event loop
             delattr(connections._connections, alias)
         del connections.settings[alias]
-        vinyl_pool._compile_wrappers.pop(alias, None)
+        vinyl_wrapper._compile_wrappers.pop(alias, None)
 
 
 class PrivateServer:

@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 from tests.reliability.conftest import ALIAS, pool_settled
 from tests.testapp.models import Author, Book, Chapter, Tag
 from vinyl import atomic, on_commit
-from vinyl.pool import close_pools, get_pool
+from vinyl.db.pool import close_pools, get_pool
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ from tests.reliability.conftest import (
 from tests.testapp.models import Author
 from vinyl import atomic, maybe_async
 from vinyl.connection import NO_RESULTS, SINGLE, run
-from vinyl.pool import close_pools, get_pool
+from vinyl.db.pool import close_pools, get_pool
 from vinyl.testing import both_modes
 
 pytestmark = pytest.mark.anyio

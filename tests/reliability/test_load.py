@@ -20,7 +20,7 @@ from django.db.utils import OperationalError
 from tests.reliability.conftest import ALIAS, connect_kwargs, pool_settled
 from tests.testapp.models import Author, Book, Chapter
 from vinyl import PoolExhausted, atomic
-from vinyl.pool import close_pools, get_pool
+from vinyl.db.pool import close_pools, get_pool
 
 pytestmark = pytest.mark.anyio
 

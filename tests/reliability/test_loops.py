@@ -16,7 +16,7 @@ from psycopg_pool import PoolClosed
 
 from tests.testapp.models import Author
 from vinyl import atomic
-from vinyl.pool import get_pool
+from vinyl.db.pool import get_pool
 
 DEADLINE = 20.0
 

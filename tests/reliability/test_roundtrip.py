@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.testapp.models import AllFields
 from vinyl import sync_mode
-from vinyl.pool import close_pools
+from vinyl.db.pool import close_pools
 
 EXAMPLES = 60
 UTC = dt.UTC

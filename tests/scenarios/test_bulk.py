@@ -27,8 +27,8 @@ from tests.testapp.models import (
     WStamp,
 )
 from vinyl.connection import capture_queries
+from vinyl.db.transaction import in_atomic
 from vinyl.testing import both_modes
-from vinyl.writes import in_atomic
 
 # -- create / get_or_create / update_or_create ------------------------------------------------------
 

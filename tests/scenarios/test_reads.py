@@ -25,7 +25,7 @@ from tests.testapp.models import (
 )
 from vinyl import VinylQuerySet, atomic, gather, maybe_async
 from vinyl.connection import capture_queries
-from vinyl.raw import VinylRawQuerySet
+from vinyl.model.raw import VinylRawQuerySet
 from vinyl.testing import both_modes
 
 

@@ -219,7 +219,7 @@ def test_related_writes_are_not_delegated_to_the_unfiltered_queryset(library):
     # A queryset's create() would not set the author: the related manager must never pass it on.
     for name in ("create", "add", "remove", "clear", "set", "get_or_create"):
         if any(name in vars(cls) for cls in type(ann.q.books).__mro__[:-1]):
-            continue  # implemented by vinyl's related writes (vinyl.writes.RelatedWrites)
+            continue  # implemented by vinyl's related writes (vinyl.model.related_writes.RelatedWrites)
         with pytest.raises(AttributeError):
             getattr(ann.q.books, name)
 

@@ -336,7 +336,7 @@ def test_failed_multi_table_insert_leaves_nothing(db):
 @both_modes
 def test_error_inside_atomic_rolls_back_only_with_the_block(db):
     yield WStamp.vinyl.create(name="dup")
-    from vinyl.writes import in_atomic
+    from vinyl.db.transaction import in_atomic
 
     @vinyl.maybe_async
     def body():
@@ -467,7 +467,7 @@ def test_concurrent_inserts_and_an_outer_rollback(db, vinyl_mode):
         yield WStamp.vinyl.filter(name="s0").delete()
         raise Undo
 
-    from vinyl.writes import in_atomic
+    from vinyl.db.transaction import in_atomic
 
     with pytest.raises(Undo):
         yield in_atomic("default", body, savepoint=True)

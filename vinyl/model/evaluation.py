@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .flags import async_mode, is_async
+from ..flags import async_mode, is_async
 
 __all__ = ["Evaluation", "native_a_method"]
 

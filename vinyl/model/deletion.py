@@ -2,7 +2,7 @@
 
 ``collect()`` runs ``Collector.collect()`` — read-only logic (cascades, PROTECT/RESTRICT, SET_*,
 fast deletes, multi-table parents, generic relations) with queries in the middle — through
-:func:`vinyl.replay.call_with_io`: each pass builds a fresh collector, so replaying it is safe.
+:func:`vinyl.compiler.replay.call_with_io`: each pass builds a fresh collector, so replaying it is safe.
 
 ``delete_collected()`` mirrors ``Collector.delete()`` as a ``@maybe_async`` generator: its
 statements sit between pre_delete and post_delete signals and instance bookkeeping, which a
@@ -21,13 +21,13 @@ from django.db.models import signals, sql
 from django.db.models.deletion import Collector
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS, ROW_COUNT
 
-from .compiler import compiler_for
-from .futures import maybe_async
-from .pool import sql_connection
-from .replay import call_with_io
+from ..compiler.compilers import compiler_for
+from ..compiler.replay import call_with_io
+from ..compiler.statements import update_query
+from ..db.transaction import in_atomic, mark_for_rollback_on_error
+from ..db.wrapper import sql_connection
+from ..futures import maybe_async
 from .signals import send
-from .transaction import mark_for_rollback_on_error
-from .writes import in_atomic, update_query
 
 __all__ = ["collect", "delete_collected"]
 

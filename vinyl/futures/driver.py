@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import GeneratorType
 from typing import Any, TypeVar
 
-from .flags import is_async
+from ..flags import is_async
 
 __all__ = [
     "AwaitableInSyncModeError",

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from .flags import is_async
+from ..flags import is_async
 
 __all__ = ["send"]
 

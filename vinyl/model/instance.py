@@ -1,6 +1,6 @@
 """The instance API of VinylModel in both modes: save, insert, update, delete, refresh_from_db.
 
-:class:`InstanceWrites` is a base of :class:`vinyl.model.VinylModel`. The module-level functions
+:class:`InstanceWrites` is a base of :class:`vinyl.model.base.VinylModel`. The module-level functions
 work on any model instance (``VinylQuerySet.create`` uses them for models that only carry a
 VinylManager).
 
@@ -14,24 +14,36 @@ changes to the instance, which a replay would repeat. Everything around the quer
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
 from django.db import DatabaseError, router
 from django.db.models import ExpressionWrapper, IntegerField, Max, Model, Value
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_save, pre_save
 
-from .flags import async_mode, is_async
-from .futures import maybe_async
-from .pool import sql_connection
-from .replay import SynchronousQueryError, _tape
+from ..compiler.statements import insert_objs, update_returning
+from ..compiler.tape import SynchronousQueryError, _tape
+from ..db.transaction import in_atomic, mark_for_rollback_on_error
+from ..db.wrapper import sql_connection
+from ..flags import async_mode, is_async
+from ..futures import maybe_async
+from .deletion import collect, delete_collected
+from .queryset import as_vinyl
 from .signals import send
-from .transaction import mark_for_rollback_on_error
-from .writes import in_atomic, insert_objs, update_returning
 
-__all__ = ["InstanceWrites", "delete", "insert", "refresh_from_db", "save", "update"]
+__all__ = [
+    "InstanceWrites",
+    "delete",
+    "insert",
+    "refresh_from_db",
+    "save",
+    "save_object",
+    "update",
+]
 
 # Django >= 6.0: an UPDATE returns the values of expressions and generated fields it changed,
 # and an INSERT those of expressions; Django 5.2 leaves them unset.
@@ -234,8 +246,6 @@ def _save_parents(obj, cls, using, update_fields, force_insert, updated_parents,
 @maybe_async
 def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields, missing_ok):
     # Model._save_table(): an UPDATE if possible, else an INSERT, for one table.
-    from .model import as_vinyl
-
     meta = cls._meta
     pk_fields = meta.pk_fields
     non_pks_non_generated = [
@@ -395,8 +405,6 @@ def update(obj: Model, **fields: Any):
 @maybe_async
 def delete(obj: Model, using: str | None = None, keep_parents: bool = False):
     """Delete *obj* and what cascades from it, as ``Model.delete()``; ``(count, {label: n})``."""
-    from .deletion import collect, delete_collected
-
     if not obj._is_pk_set():
         raise ValueError(
             f"{obj._meta.object_name} object can't be deleted because its "
@@ -413,10 +421,6 @@ def refresh_from_db(
 ):
     """Reload field values from the database, as ``Model.refresh_from_db()``; return None."""
     # Copied from Django 6.1's Model.refresh_from_db: the query sits mid-function.
-    from django.db.models.constants import LOOKUP_SEP
-
-    from .model import as_vinyl
-
     if fields is None:
         obj._prefetched_objects_cache = {}
     else:
@@ -484,6 +488,25 @@ def _refuse_django_caller(obj: Any, method: str) -> None:
             "...)`, `await obj.q.<relation>.add(...)`), or run this code in sync mode "
             "(vinyl.sync_mode(), or a thread without a running event loop)."
         )
+
+
+def save_object(obj: Any, **kwargs: Any) -> Any:
+    """Save *obj* in the current mode (maybe-async), as Django's writes call ``obj.save()``.
+
+    A VinylModel whose class overrides save() gets its own save() called, as in Django (in async
+    mode the override must return ``super().save(...)``). Other models (a VinylManager put on a
+    plain Django model) are saved by vinyl's implementation of ``Model.save()``.
+    """
+    if isinstance(obj, InstanceWrites) and type(obj).save is not InstanceWrites.save:
+        result = obj.save(**kwargs)
+        if is_async() and not inspect.isawaitable(result):
+            raise TypeError(
+                f"{type(obj).__name__}.save() returned {result!r} in async mode: an override of "
+                "save() on a VinylModel must return super().save(...) (an awaitable in async "
+                "mode), or the save never runs."
+            )
+        return result
+    return save(obj, **kwargs)
 
 
 class InstanceWrites:

@@ -33,20 +33,21 @@ from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 from psycopg.errors import InvalidCursorName
 
-from .connection import (
+from ..db.connection import (
     CONNECT_ERRORS,
     AsyncHandle,
-    _log,
     acquire,
     connect_now,
     prepare,
     read_elsewhere,
     run_on,
 )
-from .flags import is_async, reset_async, set_async
-from .futures import maybe_async
-from .pool import begin_statement, guard, shielded
-from .relations import prefetch_related_objects
+from ..db.pool import begin_statement
+from ..db.querylog import log_query
+from ..flags import is_async, reset_async, set_async
+from ..futures import maybe_async
+from ..futures.shields import guard, shielded
+from .prefetch import prefetch_related_objects
 
 __all__ = ["AsyncStream", "stream"]
 
@@ -108,7 +109,7 @@ class _Stream:
             else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
                 cursor = handle.cursor()
             self.cursor = cursor
-            _log(sql, params)
+            log_query(sql, params)
             with handle.errors:
                 yield guard(cursor.execute(sql, params))
         finally:

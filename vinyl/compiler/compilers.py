@@ -6,7 +6,7 @@ written once as a ``@maybe_async`` generator. Django's own ``execute_sql()`` sta
 that calls it synchronously:
 
 * sync mode: it runs ``vinyl_execute_sql()`` (sync) on Django's connection;
-* while :func:`vinyl.replay.call_with_io` replays a Django function in async mode, it answers from
+* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it answers from
   the replay's tape (or asks for the I/O to be done);
 * otherwise, in async mode, it raises: a synchronous query there would block the event loop.
 """
@@ -26,7 +26,7 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
-from .connection import (
+from ..db.connection import (
     ALL_ROWS,
     CONNECT_ERRORS,
     acquire,
@@ -36,8 +36,9 @@ from .connection import (
     read_elsewhere,
     run_on,
 )
-from .flags import is_async
-from .futures import maybe_async
+from ..flags import is_async
+from ..futures import maybe_async
+from .tape import answer
 
 __all__ = [
     "SQLAggregateCompiler",
@@ -68,8 +69,6 @@ class VinylCompilerMixin:
             self.vinyl_result = _NOT_SET
             return result
         if is_async():
-            from .replay import answer
-
             return answer(self, (result_type, chunked_fetch, chunk_size))
         if result_type == CURSOR or chunked_fetch:
             return super().execute_sql(result_type, chunked_fetch, chunk_size)
@@ -133,7 +132,7 @@ class VinylCompilerMixin:
         """Return what ``Query.get_aggregation`` returns once this, its query, answered *row*.
 
         Copied from the end of Django's get_aggregation (the same in 5.2 and 6.1), so that async
-        mode needs no second pass of it (see vinyl.replay.call_with_io's *finish*).
+        mode needs no second pass of it (see vinyl.compiler.replay.call_with_io's *finish*).
         """
         cols = self.query.annotation_select.values()
         if row is None:
@@ -154,8 +153,6 @@ class SQLCompiler(VinylCompilerMixin, pg.SQLCompiler):
 class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
     def execute_sql(self, returning_fields=None):
         if is_async():
-            from .replay import answer
-
             return answer(self, (returning_fields,))
         return self.vinyl_execute_sql(returning_fields)
 

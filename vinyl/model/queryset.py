@@ -1,9 +1,10 @@
-"""VinylQuerySet, VinylManager, VinylModel and the relation accessor ``obj.q``.
+"""VinylQuerySet and VinylManager: Django's queryset API with I/O in the current mode.
 
 A VinylQuerySet is a Django QuerySet whose evaluation and terminal methods follow the mode: sync
 mode returns values, async mode returns awaitables. Chainable methods are Django's own and never
 do I/O. Each terminal method is written once, as a ``@maybe_async`` generator, and mirrors the
-Django method of the same name (its docstring says where it differs).
+Django method of the same name (its docstring says where it differs). The writes are a base
+class of their own (vinyl.model.writes).
 """
 
 from __future__ import annotations
@@ -11,28 +12,28 @@ from __future__ import annotations
 from typing import Any
 
 import django
-from django.db import NotSupportedError, models
+from django.db import NotSupportedError, connections, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
+from ..compiler.query import VinylQuery
+from ..compiler.replay import call_with_io
+from ..compiler.tape import _tape
+from ..db.wrapper import sql_connection
+from ..flags import async_mode, is_async
+from ..futures import maybe_async, ready
+from .errors import ImplicitQueryError
 from .evaluation import Evaluation, native_a_method
-from .flags import async_mode, is_async
-from .futures import maybe_async, ready
-from .instance import InstanceWrites
-from .pool import sql_connection
-from .query import VinylQuery
-from .replay import _tape, call_with_io
+from .prefetch import prefetch_related_objects
+from .raw import VinylRawQuerySet
+from .streaming import stream
 from .writes import QuerySetWrites
 
-__all__ = ["VinylManager", "VinylModel", "VinylQuerySet", "ImplicitQueryError", "as_vinyl"]
+__all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
 
 
 # Django 6.1's first()/last() keep an ordering cleared by order_by() instead of ordering by pk.
 _FIRST_LAST_KEEP_CLEARED_ORDERING = django.VERSION >= (6, 1)
-
-
-class ImplicitQueryError(RuntimeError):
-    """An unevaluated queryset or unloaded relation was used where async mode cannot wait."""
 
 
 class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
@@ -65,8 +66,6 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     @maybe_async
     def _vinyl_prefetch(self):
-        from .relations import prefetch_related_objects
-
         yield prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
         self._prefetch_done = True
 
@@ -201,13 +200,9 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         """Stream the results through a server-side cursor, as ``QuerySet.iterator``.
 
         Sync mode returns a generator; async mode an async iterator (``async for``), which also
-        works as ``async with`` and has ``aclose()`` (see vinyl.streaming). With
+        works as ``async with`` and has ``aclose()`` (see vinyl.model.streaming). With
         prefetch_related, *chunk_size* is required and each chunk is prefetched, as in Django.
         """
-        from django.db import connections
-
-        from .streaming import stream
-
         if chunk_size is None:
             if self._prefetch_related_lookups:
                 raise ValueError(
@@ -235,8 +230,6 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         using: str | None = None,
     ) -> Any:
         """Return a VinylRawQuerySet, as ``QuerySet.raw``: ``await qs.raw(sql)`` in async mode."""
-        from .raw import VinylRawQuerySet
-
         kwargs = {"fetch_mode": self._fetch_mode} if hasattr(self, "_fetch_mode") else {}
         qs = VinylRawQuerySet(
             raw_query,
@@ -290,27 +283,3 @@ class VinylManager(models.Manager.from_queryset(VinylQuerySet)):
 
     def __call__(self, *args: Any, **kwargs: Any) -> models.Model:
         return self.model(*args, **kwargs)
-
-
-class VinylModel(InstanceWrites, models.Model):
-    """An abstract model that adds ``vinyl = VinylManager()`` and the relation accessor ``q``."""
-
-    vinyl = VinylManager()
-    objects = models.Manager()
-
-    class Meta:
-        abstract = True
-
-    @property
-    def q(self) -> Relations:
-        """This object's relations, fetched explicitly in the current mode.
-
-        ``await book.q.author`` (cached on the object afterwards), ``author.q.books.filter(...)``
-        (a related manager of VinylQuerySets); see vinyl.relations.
-        """
-        return Relations(self)
-
-
-# Imported last: it needs the classes above, and it must guard the relation descriptors of every
-# VinylModel subclass, so it connects its class_prepared receiver before any can be defined.
-from .relations import Relations  # noqa: E402

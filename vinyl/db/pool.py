@@ -13,116 +13,36 @@ alias, as Django's own pool does: when true, a connection is tested (one empty s
 trip) before it is lent, so one that died while idle is replaced instead of failing the operation
 that gets it. Off by default: the round trip costs about a third of a simple query's throughput,
 and without it a dead connection fails one operation, is discarded and replaced. Sync mode never
-uses these pools: it runs on Django's own
-connection.
+uses these pools: it runs on Django's own connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import inspect
 import threading
-import types
 import weakref
-from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import psycopg
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
-from django.db.backends.postgresql.base import DatabaseWrapper as PGDatabaseWrapper
-from django.db.utils import OperationalError, load_backend
+from django.db.utils import OperationalError
 from psycopg import IsolationLevel
-from psycopg.client_cursor import ClientCursorMixin
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .flags import is_async
+from ..futures.shields import shielded
+from .wrapper import sql_connection
 
-__all__ = ["PoolExhausted", "close_pools", "get_pool", "shielded", "sql_connection"]
-
-T = TypeVar("T")
+__all__ = ["PoolExhausted", "begin_statement", "close_pools", "get_pool", "getconn"]
 
 DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
 
 
 class PoolExhausted(OperationalError):
     """No pooled connection became free within the pool's timeout."""
-
-
-class AsyncServerSideCursor(ClientCursorMixin, psycopg.AsyncServerCursor):
-    """A named cursor with client-side binding, as Django's ``ServerSideCursor`` (ticket #20516)."""
-
-
-def _compile_wrapper_class(backend_class: type) -> type:
-    ops_class = type(
-        "VinylOperations", (backend_class.ops_class,), {"compiler_module": "vinyl.compiler"}
-    )
-
-    class CompileWrapper(backend_class):  # type: ignore[misc, valid-type]
-        """Django's DatabaseWrapper for SQL generation in async mode; it never connects.
-
-        Its operations use vinyl's compilers (``compiler_module``), so Django code that compiles
-        a query with it (see vinyl.replay) reaches vinyl's execution path.
-        """
-
-        def get_autocommit(self) -> bool:
-            from .transaction import current_pin  # the pinned transaction decides
-
-            return current_pin(self.alias) is None
-
-        def ensure_connection(self) -> None:
-            raise RuntimeError(
-                "vinyl's async-mode SQL compiler tried to use Django's sync connection for "
-                f"alias {self.alias!r}; this is a vinyl bug, please report it."
-            )
-
-    CompileWrapper.ops_class = ops_class
-
-    return CompileWrapper
-
-
-_compile_wrappers: dict[str, Any] = {}
-_wrapper_lock = threading.Lock()
-
-
-def sql_connection(alias: str) -> Any:
-    """Return the DatabaseWrapper that compiles SQL for *alias* in the current mode.
-
-    Sync mode: Django's own connection (it also runs the query). Async mode: a wrapper that shares
-    Django's operations, features and quoting but never opens a connection of its own.
-    """
-    if not is_async():
-        return connections[alias]
-    return compile_wrapper(alias)
-
-
-def compile_wrapper(alias: str) -> Any:
-    """Return async mode's compile-only DatabaseWrapper for *alias* (see sql_connection)."""
-    try:
-        return _compile_wrappers[alias]
-    except KeyError:
-        pass
-    with _wrapper_lock:
-        if alias not in _compile_wrappers:
-            settings_dict = connections.settings[alias]
-            backend = load_backend(settings_dict["ENGINE"])
-            if not issubclass(backend.DatabaseWrapper, PGDatabaseWrapper):
-                raise ImproperlyConfigured(
-                    f"vinyl's async mode needs a PostgreSQL database; DATABASES[{alias!r}] uses "
-                    f"{settings_dict['ENGINE']!r}."
-                )
-            cls = _compile_wrapper_class(backend.DatabaseWrapper)
-            _compile_wrappers[alias] = cls(settings_dict, alias)
-        return _compile_wrappers[alias]
-
-
-# -- pools -------------------------------------------------------------------------------------
 
 
 class _Pools:
@@ -311,108 +231,3 @@ async def close_pools(alias: str | None = None) -> None:
         pool = pools.pools.pop(name, None)
         if pool is not None:
             await pool.close()
-
-
-def _settle(proxy: asyncio.Future[None], _: asyncio.Future[Any]) -> None:
-    if not proxy.done():
-        proxy.set_result(None)
-
-
-# The anyio shield scope a holder of the current task has entered, if any (see below).
-_holder_scope: contextvars.ContextVar[anyio.CancelScope | None] = contextvars.ContextVar(
-    "vinyl_holder_scope", default=None
-)
-
-
-@types.coroutine
-def _hold_cancellation(coro: Coroutine[Any, Any, T], passes: int) -> Generator[Any, Any, T]:
-    """Run *coro* in the calling task; let it see only the first *passes* cancellations.
-
-    Later cancellations of the caller are held back until *coro* ends, then re-raised. While
-    holding, the caller's task waits on a proxy of the future *coro* waits on, so that
-    ``Task.cancel()`` (which cancels the future a task waits on) reaches the proxy only. It does
-    with no task of its own what ``asyncio.shield`` does with one: a statement costs no extra
-    trips round the event loop, and a clean-up that never waits costs nothing.
-    """
-    held: BaseException | None = None
-    send: Any = None
-    error: BaseException | None = None
-    scope: anyio.CancelScope | None = None
-    token: contextvars.Token[anyio.CancelScope | None] | None = None
-    try:
-        while True:
-            try:
-                if error is None:
-                    waited = coro.send(send)
-                else:
-                    waited, error = coro.throw(error), None
-            except StopIteration as stop:
-                if held is not None:
-                    raise held from None
-                return stop.value
-            except BaseException as exc:
-                if held is not None and exc is not held:
-                    raise held from exc
-                raise
-            send = None
-            if passes:
-                try:
-                    send = yield waited
-                except asyncio.CancelledError as exc:
-                    passes -= 1
-                    held = error = exc
-                except BaseException as exc:
-                    error = exc
-                continue
-            # Holding: the task waits on a proxy, so a cancellation cancels the proxy only.
-            # anyio's cancel scopes deliver theirs again at every loop cycle: an anyio shield
-            # keeps the task from waking for each. Only one holder of a task enters one at a time
-            # (an inner holder waits first, so it would enter first and leave last otherwise).
-            if scope is None and _holder_scope.get() is None:
-                scope = anyio.CancelScope(shield=True)
-                scope.__enter__()
-                token = _holder_scope.set(scope)
-            if not isinstance(waited, asyncio.Future):
-                try:
-                    send = yield waited  # a bare yield (asyncio.sleep(0))
-                except asyncio.CancelledError as exc:
-                    held = held or exc
-                continue
-            while not waited.done():
-                proxy = waited.get_loop().create_future()
-                waited.add_done_callback(functools.partial(_settle, proxy))
-                try:
-                    yield from proxy
-                except asyncio.CancelledError as exc:
-                    held = held or exc
-    finally:
-        if scope is not None:
-            _holder_scope.reset(token)  # type: ignore[arg-type]
-            scope.__exit__(None, None, None)
-
-
-async def shielded(coro: Coroutine[Any, Any, T]) -> T:
-    """Await *coro* to its end even if the calling task is cancelled meanwhile.
-
-    Clean-up that talks to the server (COMMIT, ROLLBACK, handing a connection back to its pool)
-    must not stop halfway. A cancellation of the caller (``Task.cancel()``, ``asyncio.timeout``,
-    task groups, anyio's cancel scopes) is re-raised once *coro* has finished.
-    """
-    return await _hold_cancellation(coro, 0)
-
-
-async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
-    """Await *coro*; a cancellation of the caller cancels it once, then waits for its end.
-
-    psycopg answers a cancelled query by cancelling it on the server and waiting for the
-    server's reply. anyio's cancel scopes deliver a cancellation at every await until the scope
-    exits, and a second one interrupts that wait: psycopg then closes the connection while the
-    server goes on running the statement. Holding back later cancellations lets psycopg finish
-    its clean-up whatever the caller receives meanwhile.
-    """
-    return await _hold_cancellation(coro, 1)
-
-
-def guard(value: Any) -> Any:
-    """Return *value*, a coroutine of a statement, guarded as :func:`cancel_once` does."""
-    return _hold_cancellation(value, 1) if inspect.iscoroutine(value) else value

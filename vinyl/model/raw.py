@@ -3,8 +3,8 @@
 Django's ``RawQuerySet`` runs the statement on a cursor that ``RawQuery`` keeps, reads the column
 names from ``cursor.description`` and turns rows into instances in ``RawModelIterable``. vinyl
 keeps all of that and replaces only the cursor: it runs the statement through
-:mod:`vinyl.connection` (either mode), then hands ``RawQuery`` a finished cursor — the fetched
-rows and their description. Replaying Django's code (vinyl.replay) would not fit here: the
+:mod:`vinyl.db.connection` (either mode), then hands ``RawQuery`` a finished cursor — the fetched
+rows and their description. Replaying Django's code (vinyl.compiler.replay) would not fit here: the
 statement is not compiled by a compiler that could answer from a tape.
 """
 
@@ -17,10 +17,12 @@ from django.db import connections
 from django.db.models.query import RawQuerySet
 from django.db.models.sql.query import RawQuery
 
-from .connection import DESCRIBED, run
+from ..db.connection import DESCRIBED, run
+from ..flags import is_async
+from ..futures import maybe_async
+from .errors import ImplicitQueryError
 from .evaluation import Evaluation
-from .flags import is_async
-from .futures import maybe_async
+from .prefetch import prefetch_related_objects
 
 __all__ = ["VinylRawQuerySet"]
 
@@ -69,8 +71,6 @@ class VinylRawQuery(RawQuery):
     def _execute_query(self) -> None:
         # Django's entry point (get_columns(), __iter__). Sync mode can run the query now.
         if is_async():
-            from .model import ImplicitQueryError
-
             raise ImplicitQueryError(
                 "This raw queryset has not been evaluated, and async mode cannot run a query "
                 "implicitly (iteration, len(), indexing, .columns). Evaluate it first: "
@@ -126,8 +126,6 @@ class VinylRawQuerySet(Evaluation, RawQuerySet):
             self.query.cursor = cursor
             self._result_cache = list(self.iterator())
         if self._prefetch_related_lookups and not self._prefetch_done:
-            from .relations import prefetch_related_objects  # replay-safe, in the current mode
-
             yield prefetch_related_objects(self._result_cache, *self._prefetch_related_lookups)
             self._prefetch_done = True
         return self._result_cache

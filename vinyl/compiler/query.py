@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import sql
 
-from .compiler import compiler_for
-from .pool import sql_connection
+from ..db.wrapper import sql_connection
+from .compilers import compiler_for
 
 
 class VinylQuery(sql.Query):

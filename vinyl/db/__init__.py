@@ -1,0 +1,13 @@
+"""The connection layer: where the two modes meet the database.
+
+Modules, lowest first (each imports only the ones before it; see tests/test_layering.py):
+
+* ``querylog``: ``capture_queries()``, the record of every statement vinyl runs;
+* ``pins``: which async transaction (``atomic()`` block) each task holds, per alias;
+* ``wrapper``: the compile-only DatabaseWrapper async mode compiles SQL against;
+* ``pool``: one psycopg ``AsyncConnectionPool`` per (alias, event loop);
+* ``connection``: ``acquire()`` a handle, ``run_on()`` a statement, ``release()`` it;
+* ``transaction``: ``atomic()``, ``on_commit()``, the rollback flag, ``in_atomic()``.
+
+With vinyl.futures and vinyl.flags, only this layer imports asyncio or anyio.
+"""

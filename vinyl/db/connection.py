@@ -1,0 +1,262 @@
+"""Where the two modes meet the database: acquire a connection, run a statement, release it.
+
+Sync mode runs on Django's own connection for the alias (``connections[alias]``), so vinyl and
+``Model.objects`` share its transaction. Async mode runs on the task's pinned transaction
+connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
+loop's pool for the duration of one operation (autocommit).
+
+Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import connections, router
+from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT, SINGLE
+from django.db.utils import OperationalError as DjangoOperationalError
+from psycopg.client_cursor import ClientCursorMixin
+
+from ..flags import is_async
+from ..futures import maybe_async
+from ..futures.shields import guard, shielded
+from .pins import current_pin
+from .pool import get_pool, getconn
+from .querylog import log_query
+from .wrapper import compile_wrapper, sql_connection
+
+__all__ = [
+    "ALL_ROWS",
+    "CURSOR",
+    "DESCRIBED",
+    "MULTI",
+    "NO_RESULTS",
+    "ROW_COUNT",
+    "SINGLE",
+    "acquire",
+    "prepare",
+    "run",
+    "run_on",
+]
+
+# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
+# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor.
+ALL_ROWS = "all_rows"
+DESCRIBED = "described"
+
+class SyncHandle:
+    """Django's own connection for the alias."""
+
+    __slots__ = ("alias", "wrapper")
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.wrapper = connections[alias]
+
+    @property
+    def errors(self) -> Any:
+        return self.wrapper.wrap_database_errors
+
+    def cursor(self) -> Any:
+        return self.wrapper.cursor()
+
+    def chunked_cursor(self) -> Any:
+        return self.wrapper.chunked_cursor()
+
+    def failed(self) -> None:
+        pass
+
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        conn = self.wrapper.connection
+        if conn is None or not conn.broken or self.wrapper.in_atomic_block:
+            return False
+        self.wrapper.close()  # Django would reuse it until the request ends: reconnect next time
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+class AsyncServerSideCursor(ClientCursorMixin, psycopg.AsyncServerCursor):
+    """A named cursor with client-side binding, as Django's ``ServerSideCursor`` (ticket #20516)."""
+
+
+_cursor_names = itertools.count(1)
+
+
+class AsyncHandle:
+    """A psycopg AsyncConnection lent to one operation: pooled, or a task's transaction."""
+
+    __slots__ = ("alias", "conn", "pool", "pin", "wrapper")
+
+    def __init__(self, alias: str, conn: Any, pool: Any, pin: Any) -> None:
+        self.alias = alias
+        self.conn = conn
+        self.pool = pool
+        self.pin = pin
+        self.wrapper = compile_wrapper(alias)
+
+    @property
+    def errors(self) -> Any:
+        return self.wrapper.wrap_database_errors
+
+    def cursor(self) -> Any:
+        return self.conn.cursor()
+
+    def chunked_cursor(self) -> Any:
+        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD.
+        return AsyncServerSideCursor(
+            self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False
+        )
+
+    def failed(self) -> None:
+        if self.pin is not None:
+            self.pin.failed()
+
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        return self.pin is None and self.conn.broken  # the pool discards it on release
+
+    async def release(self) -> None:
+        if self.pin is not None:
+            self.pin.leave()
+            return
+        # Shielded: a cancelled task must still hand its connection back (the pool rolls back,
+        # resets or discards it as its state requires).
+        await shielded(self.pool.putconn(self.conn))
+
+
+async def _acquire_async(alias: str) -> AsyncHandle:
+    pin = current_pin(alias)
+    if pin is not None:
+        await pin.enter()
+        return AsyncHandle(alias, pin.conn, None, pin)
+    conn, pool = await getconn(alias)
+    return AsyncHandle(alias, conn, pool, None)
+
+
+def prepare(alias: str) -> Any:
+    """Make sure *alias* can compile SQL in the current mode (maybe-async; None when ready).
+
+    Some of Django's SQL depends on the server version, which async mode learns from the pool's
+    first connection, so the pool is opened before the first query is compiled.
+    """
+    if not is_async() or "pg_version" in compile_wrapper(alias).__dict__:
+        return None
+    return get_pool(alias)
+
+
+def acquire(alias: str) -> Any:
+    """Lend a connection handle for one operation (maybe-async); give it back with release()."""
+    if is_async():
+        return _acquire_async(alias)
+    return SyncHandle(alias)
+
+
+# What acquire() (and prepare(), which may open the pool) raise when no connection can be had.
+CONNECT_ERRORS = (DjangoOperationalError, psycopg.OperationalError)
+
+
+def connect_now(handle: Any) -> None:
+    """Sync mode: connect Django's connection now, so that a server that cannot be reached is
+    seen before the statement, where a read can still go elsewhere (see read_elsewhere)."""
+    if type(handle) is SyncHandle and handle.wrapper.connection is None:
+        with handle.errors:
+            handle.wrapper.ensure_connection()
+
+
+@maybe_async
+def read_elsewhere(alias: str, error: BaseException):
+    """A handle for a read that could not get a connection of *alias*, or None.
+
+    A database router with a ``vinyl_read_fallback(alias, error)`` method
+    (:class:`vinyl.routers.PrimaryReplicaRouter`) may name another alias for it; the handle's
+    ``alias`` says where the read runs then.
+    """
+    other = _read_fallback(alias, error)
+    if other is None:
+        return None
+    return (yield _acquire_instead(alias, other))
+
+
+@maybe_async
+def reacquire_read(handle: Any, error: BaseException):
+    """After a read's statement failed with *error*: a handle to run it again on, or None.
+
+    Only when the connection died outside a transaction (a replica that went down while its
+    connection sat in the pool, say) and a router names another alias (see read_elsewhere). The
+    caller has released *handle*.
+    """
+    if not handle.lost():
+        return None
+    return (yield read_elsewhere(handle.alias, error))
+
+
+@maybe_async
+def _acquire_instead(alias: str, other: str):
+    yield prepare(other)
+    # The SQL is compiled for *alias*, whose server version vinyl may never have learnt: a
+    # streaming replica runs the primary's major version, which is all Django's SQL uses.
+    compiler_wrapper = sql_connection(alias)
+    if "pg_version" not in compiler_wrapper.__dict__:
+        compiler_wrapper.__dict__["pg_version"] = sql_connection(other).pg_version
+    return (yield acquire(other))
+
+
+def _read_fallback(alias: str, error: BaseException) -> str | None:
+    for candidate in router.routers:
+        fallback = getattr(candidate, "vinyl_read_fallback", None)
+        if fallback is not None:
+            other = fallback(alias, error)
+            if other is not None and other != alias:
+                return other
+    return None
+
+
+@maybe_async
+def run(alias: str, sql: Any, params: Sequence[Any] | None, result: str = MULTI):
+    """Run one statement and return what *result* asks for.
+
+    ``MULTI``/``ALL_ROWS``: every row (a list); ``SINGLE``: the first row or None;
+    ``ROW_COUNT``: the number of rows affected; ``NO_RESULTS``: None.
+    """
+    handle = yield acquire(alias)
+    try:
+        value = yield run_on(handle, sql, params, result)
+    finally:
+        yield handle.release()
+    return value
+
+
+@maybe_async
+def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI):
+    """Run one statement on a handle already acquired."""
+    log_query(sql, params)
+    try:
+        with handle.errors:
+            cursor = handle.cursor()
+            try:
+                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                if result in (MULTI, ALL_ROWS):
+                    value = yield cursor.fetchall()
+                elif result == SINGLE:
+                    value = yield cursor.fetchone()
+                elif result == DESCRIBED:
+                    value = (cursor.description, (yield cursor.fetchall()))
+                elif result == ROW_COUNT:
+                    value = cursor.rowcount
+                else:
+                    value = None
+            finally:
+                yield cursor.close()
+    except asyncio.CancelledError:
+        # Cut off mid-statement: whether it took effect is unknown (a database error, by
+        # contrast, is Django's business: PostgreSQL refuses what follows, as in sync mode).
+        handle.failed()
+        raise
+    return value

@@ -1,0 +1,84 @@
+"""The compile-only connection: Django's DatabaseWrapper for SQL generation in async mode.
+
+``sql_connection(alias)`` is the connection Django compiles a query against: Django's own
+``connections[alias]`` in sync mode (it also runs the query), and in async mode a wrapper of the
+alias's backend class that shares Django's operations, features and quoting but never connects.
+Its ``compiler_module`` is ``vinyl.compiler``, so Django code that compiles a query with it
+(see vinyl.compiler.replay) reaches vinyl's execution path.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.backends.postgresql.base import DatabaseWrapper as PGDatabaseWrapper
+from django.db.utils import load_backend
+
+from ..flags import is_async
+from .pins import current_pin
+
+__all__ = ["compile_wrapper", "sql_connection"]
+
+
+def _compile_wrapper_class(backend_class: type) -> type:
+    ops_class = type(
+        "VinylOperations", (backend_class.ops_class,), {"compiler_module": "vinyl.compiler"}
+    )
+
+    class CompileWrapper(backend_class):  # type: ignore[misc, valid-type]
+        """Django's DatabaseWrapper for SQL generation in async mode; it never connects.
+
+        Its operations use vinyl's compilers (``compiler_module``), so Django code that compiles
+        a query with it (see vinyl.compiler.replay) reaches vinyl's execution path.
+        """
+
+        def get_autocommit(self) -> bool:
+            return current_pin(self.alias) is None  # the pinned transaction decides
+
+        def ensure_connection(self) -> None:
+            raise RuntimeError(
+                "vinyl's async-mode SQL compiler tried to use Django's sync connection for "
+                f"alias {self.alias!r}; this is a vinyl bug, please report it."
+            )
+
+    CompileWrapper.ops_class = ops_class
+
+    return CompileWrapper
+
+
+_compile_wrappers: dict[str, Any] = {}
+_wrapper_lock = threading.Lock()
+
+
+def sql_connection(alias: str) -> Any:
+    """Return the DatabaseWrapper that compiles SQL for *alias* in the current mode.
+
+    Sync mode: Django's own connection (it also runs the query). Async mode: a wrapper that shares
+    Django's operations, features and quoting but never opens a connection of its own.
+    """
+    if not is_async():
+        return connections[alias]
+    return compile_wrapper(alias)
+
+
+def compile_wrapper(alias: str) -> Any:
+    """Return async mode's compile-only DatabaseWrapper for *alias* (see sql_connection)."""
+    try:
+        return _compile_wrappers[alias]
+    except KeyError:
+        pass
+    with _wrapper_lock:
+        if alias not in _compile_wrappers:
+            settings_dict = connections.settings[alias]
+            backend = load_backend(settings_dict["ENGINE"])
+            if not issubclass(backend.DatabaseWrapper, PGDatabaseWrapper):
+                raise ImproperlyConfigured(
+                    f"vinyl's async mode needs a PostgreSQL database; DATABASES[{alias!r}] uses "
+                    f"{settings_dict['ENGINE']!r}."
+                )
+            cls = _compile_wrapper_class(backend.DatabaseWrapper)
+            _compile_wrappers[alias] = cls(settings_dict, alias)
+        return _compile_wrappers[alias]

@@ -1,0 +1,492 @@
+"""Queryset writes in both modes, and the write helpers the instance API shares.
+
+:class:`QuerySetWrites` is a base of :class:`vinyl.model.VinylQuerySet`: ``create``,
+``get_or_create``, ``update_or_create``, ``bulk_create``, ``bulk_update``, ``update`` and
+``delete`` follow the mode, with Django's semantics (each docstring says what differs). Django
+builds every statement; vinyl's compilers run it.
+
+Where Django's function does its I/O at the end of pure logic it is reused as it is: ``update()``
+runs Django's ``QuerySet.update`` through :func:`vinyl.compiler.replay.call_with_io` (each pass builds a
+fresh query; every statement runs once and its answer is taped). Where signals, savepoints or
+instance bookkeeping sit between the queries (``bulk_create``, ``bulk_update``, ``get_or_create``
+…), the function is mirrored as a ``@maybe_async`` generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import exceptions
+from django.db import IntegrityError, NotSupportedError, connections
+from django.db.models import AutoField, Field, sql
+from django.db.models.constants import OnConflict
+from django.db.models.expressions import Case, Value, When
+from django.db.models.functions import Cast
+from django.db.models.query import QuerySet
+from django.db.models.utils import resolve_callables
+
+from ..compiler.replay import call_with_io
+from ..compiler.statements import insert_objs, update_query
+from ..db.transaction import in_atomic, mark_for_rollback_on_error
+from ..futures import maybe_async
+from .deletion import collect, delete_collected
+from .evaluation import native_a_method
+
+__all__ = ["QuerySetWrites"]
+
+
+def _native(name: str) -> Any:
+    return native_a_method(name, alters_data=True)
+
+
+class QuerySetWrites:
+    """The write methods of VinylQuerySet (a base class; see the module docstring)."""
+
+    @maybe_async
+    def create(self, **kwargs: Any):
+        """Create an object, save it (one INSERT … RETURNING) and return it, as ``create()``."""
+        reverse_one_to_one_fields = frozenset(kwargs).intersection(
+            self.model._meta._reverse_one_to_one_field_names
+        )
+        if reverse_one_to_one_fields:
+            raise ValueError(
+                "The following fields do not exist in this model: "
+                + ", ".join(reverse_one_to_one_fields)
+            )
+        obj = self.model(**kwargs)
+        self._for_write = True
+        yield _save(obj, force_insert=True, using=self.db)
+        if hasattr(self, "_fetch_mode"):  # Django >= 6.1
+            obj._state.fetch_mode = self._fetch_mode
+        return obj
+
+    create.alters_data = True
+
+    @maybe_async
+    def get_or_create(self, defaults: Any = None, **kwargs: Any):
+        """Return ``(object, created)``, creating the object if needed, as ``get_or_create()``.
+
+        Race-safe as Django's: the INSERT runs in a savepoint; on IntegrityError the object is
+        looked up again.
+        """
+        self._for_write = True  # read from the write database
+        try:
+            return (yield self.get(**kwargs)), False
+        except self.model.DoesNotExist:
+            pass
+        params = self._extract_model_params(defaults, **kwargs)
+        try:
+            obj = yield in_atomic(self.db, self._create_resolved, params, savepoint=True)
+            return obj, True
+        except IntegrityError as exc:
+            error = exc
+        try:
+            return (yield self.get(**kwargs)), False
+        except self.model.DoesNotExist:
+            pass
+        raise error
+
+    get_or_create.alters_data = True
+
+    def _create_resolved(self, params: dict[str, Any]) -> Any:
+        return self.create(**dict(resolve_callables(params)))
+
+    @maybe_async
+    def update_or_create(
+        self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
+    ):
+        """Update the object matching *kwargs* with *defaults*, or create it; ``(obj, created)``.
+
+        As Django's: in a transaction, the row locked with SELECT … FOR UPDATE.
+        """
+        self._for_write = True
+        return (
+            yield in_atomic(
+                self.db,
+                self._update_or_create,
+                defaults,
+                create_defaults,
+                kwargs,
+                savepoint=True,
+            )
+        )
+
+    update_or_create.alters_data = True
+
+    @maybe_async
+    def _update_or_create(self, defaults: Any, create_defaults: Any, kwargs: dict[str, Any]):
+        update_defaults = defaults or {}
+        if create_defaults is None:
+            create_defaults = update_defaults
+        obj, created = yield self.select_for_update().get_or_create(create_defaults, **kwargs)
+        if created:
+            return obj, created
+        for k, v in resolve_callables(update_defaults):
+            setattr(obj, k, v)
+        update_fields = set(update_defaults)
+        concrete_field_names = self.model._meta._non_pk_concrete_field_names
+        if concrete_field_names.issuperset(update_fields):
+            # Fields set in pre_save() (auto_now …) are saved too, as Django does.
+            pk_fields = self.model._meta.pk_fields
+            for field in self.model._meta.local_concrete_fields:
+                if not (field in pk_fields or field.__class__.pre_save is Field.pre_save):
+                    update_fields.add(field.name)
+                    if field.name != field.attname:
+                        update_fields.add(field.attname)
+            yield _save(obj, using=self.db, update_fields=update_fields)
+        else:
+            yield _save(obj, using=self.db)
+        return obj, False
+
+    @maybe_async
+    def update(self, **kwargs: Any):
+        """Update every row of the queryset; return the number of rows matched, as ``update()``.
+
+        Multi-table inheritance parents' updates run in one transaction (Django runs them
+        without one).
+        """
+        # Django's QuerySet.update() builds the query (copied: it runs the query at its end, and
+        # its compiler selects the parents' ids mid-compile, which vinyl must do itself).
+        self._not_support_combined_queries("update")
+        if self.query.is_sliced:
+            raise TypeError("Cannot update a query once a slice has been taken.")
+        if self.query.distinct_fields:
+            raise TypeError("Cannot call update() after .distinct(*fields).")
+        self._for_write = True
+        query = self.query.chain(sql.UpdateQuery)
+        query.add_update_values(kwargs)
+        new_order_by = []
+        for col in query.order_by:  # inline annotations in order_by(), if possible
+            alias = col
+            descending = False
+            if isinstance(alias, str) and alias.startswith("-"):
+                alias = alias.removeprefix("-")
+                descending = True
+            if annotation := query.annotations.get(alias):
+                if getattr(annotation, "contains_aggregate", False):
+                    raise exceptions.FieldError(
+                        f"Cannot update when ordering by an aggregate: {annotation}"
+                    )
+                if descending:
+                    annotation = annotation.desc()
+                new_order_by.append(annotation)
+            else:
+                new_order_by.append(col)
+        query.order_by = tuple(new_order_by)
+        query.clear_select_clause()
+        with mark_for_rollback_on_error(self.db):
+            rows = yield update_query(query, self.db)
+        self._result_cache = None
+        return rows
+
+    update.alters_data = True
+
+    @maybe_async
+    def delete(self):
+        """Delete the rows and what cascades from them; ``(count, {label: count})``.
+
+        Django's ``Collector`` decides the cascades (see vinyl.model.deletion).
+        """
+        self._not_support_combined_queries("delete")
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        if self.query.distinct_fields:
+            raise TypeError("Cannot call delete() after .distinct(*fields).")
+        if self._fields is not None:
+            raise TypeError("Cannot call delete() after .values() or .values_list()")
+        del_query = self._chain()
+        del_query._for_write = True
+        del_query.query.select_for_update = False
+        del_query.query.select_related = False
+        del_query.query.clear_ordering(force=True)
+        collector = yield collect(del_query.db, self, del_query)
+        result = yield delete_collected(collector)
+        self._result_cache = None
+        return result
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    # -- bulk operations ------------------------------------------------------------------------
+    @maybe_async
+    def bulk_create(
+        self,
+        objs: Any,
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Any = None,
+        unique_fields: Any = None,
+    ):
+        """Insert the objects in batches (no signals); set their pks from RETURNING.
+
+        As Django's ``bulk_create``, and also for multi-table-inherited models (Django refuses
+        them): each table gets batched INSERTs, parents first, the children sharing their
+        parents' pks, all in one transaction (conflict handling is not supported there).
+        """
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError("Batch size must be a positive integer.")
+        opts = self.model._meta
+        multi_table = any(
+            parent._meta.concrete_model is not opts.concrete_model
+            for parent in opts.all_parents
+        )
+        if multi_table and (ignore_conflicts or update_conflicts):
+            raise NotSupportedError(
+                "vinyl's bulk_create() of a multi-table-inherited model does not support "
+                "ignore_conflicts or update_conflicts; create the objects without them, or "
+                "use get_or_create()/update_or_create() per object."
+            )
+        if not objs:
+            return objs
+        if unique_fields:
+            unique_fields = [
+                opts.get_field(opts.pk.name if name == "pk" else name) for name in unique_fields
+            ]
+        if update_fields:
+            update_fields = [opts.get_field(name) for name in update_fields]
+        on_conflict = self._check_bulk_create_options(
+            ignore_conflicts, update_conflicts, update_fields, unique_fields
+        )
+        self._for_write = True
+        objs = list(objs)
+        if multi_table:
+            for obj in objs:
+                obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            yield in_atomic(self.db, self._bulk_create_multi_table, objs, batch_size)
+            return objs
+        with_pk, without_pk = self._split_for_bulk_create(objs)
+        if with_pk and without_pk:
+            yield in_atomic(
+                self.db, self._bulk_create, objs, with_pk, without_pk, batch_size,
+                on_conflict, update_fields, unique_fields,
+            )  # fmt: skip
+        else:
+            yield self._bulk_create(
+                objs, with_pk, without_pk, batch_size, on_conflict, update_fields, unique_fields
+            )
+        return objs
+
+    bulk_create.alters_data = True
+
+    def _split_for_bulk_create(self, objs: list[Any]) -> tuple[list[Any], list[Any]]:
+        split = self._prepare_for_bulk_create(objs)
+        if split is not None:  # Django >= 6.0
+            return split
+        with_pk, without_pk = [], []  # Django 5.2: pks were set where a default gives one
+        for obj in objs:
+            (with_pk if obj._is_pk_set() else without_pk).append(obj)
+        return with_pk, without_pk
+
+    @maybe_async
+    def _bulk_create(
+        self, objs, with_pk, without_pk, batch_size, on_conflict, update_fields, unique_fields
+    ):
+        opts = self.model._meta
+        if hasattr(QuerySet, "_handle_order_with_respect_to") and opts.order_with_respect_to:
+            yield call_with_io(lambda: QuerySet._handle_order_with_respect_to(self, objs))
+        fields = [f for f in opts.concrete_fields if not f.generated]
+        if with_pk:
+            returned = yield self._batched_insert(
+                with_pk, fields, batch_size, on_conflict, update_fields, unique_fields
+            )
+            for obj, results in zip(with_pk, returned, strict=False):
+                for result, field in zip(results, opts.db_returning_fields, strict=False):
+                    setattr(obj, field.attname, result)
+            for obj in with_pk:
+                obj._state.adding = False
+                obj._state.db = self.db
+        if without_pk:
+            fields = [f for f in fields if not isinstance(f, AutoField)]
+            returned = yield self._batched_insert(
+                without_pk, fields, batch_size, on_conflict, update_fields, unique_fields
+            )
+            if on_conflict is None:
+                assert len(returned) == len(without_pk)
+            for obj, results in zip(without_pk, returned, strict=False):
+                for result, field in zip(results, opts.db_returning_fields, strict=False):
+                    setattr(obj, field.attname, result)
+                obj._state.adding = False
+                obj._state.db = self.db
+
+    @maybe_async
+    def _batched_insert(
+        self, objs, fields, batch_size, on_conflict=None, update_fields=None,
+        unique_fields=None, model=None, returning_fields=None,
+    ):  # fmt: skip
+        """Django's ``_batched_insert``: one INSERT per batch, in a transaction if several."""
+        model = model or self.model
+        ops = connections[self.db].ops
+        max_batch_size = max(ops.bulk_batch_size(fields, objs), 1)
+        batch_size = min(batch_size, max_batch_size) if batch_size else max_batch_size
+        if returning_fields is None and (
+            on_conflict is None or on_conflict == OnConflict.UPDATE
+        ):
+            returning_fields = model._meta.db_returning_fields
+        batches = [objs[i : i + batch_size] for i in range(0, len(objs), batch_size)]
+        if len(batches) > 1:
+            return (
+                yield in_atomic(
+                    self.db, self._insert_batches, model, batches, fields, on_conflict,
+                    update_fields, unique_fields, returning_fields,
+                )  # fmt: skip
+            )
+        return (
+            yield self._insert_batches(
+                model, batches, fields, on_conflict, update_fields, unique_fields,
+                returning_fields,
+            )  # fmt: skip
+        )
+
+    @maybe_async
+    def _insert_batches(
+        self, model, batches, fields, on_conflict, update_fields, unique_fields, returning_fields
+    ):
+        rows: list[Any] = []
+        for batch in batches:
+            rows.extend(
+                (
+                    yield insert_objs(
+                        model, batch, fields, returning_fields=returning_fields or None,
+                        using=self.db, on_conflict=on_conflict, update_fields=update_fields,
+                        unique_fields=unique_fields,
+                    )  # fmt: skip
+                )
+            )
+        return rows
+
+    @maybe_async
+    def _bulk_create_multi_table(self, objs: list[Any], batch_size: int | None):
+        # Each table in the order Model._save_parents() saves them: parents first. A table's
+        # rows whose pk is known get it (the child's pk, synced to its parents as save() does);
+        # the others get theirs from RETURNING, and their children through the parent link.
+        order: list[Any] = []
+
+        def visit(cls: Any) -> None:
+            for parent in cls._meta.parents:
+                visit(parent)
+            if cls not in order:
+                order.append(cls)
+
+        visit(self.model._meta.concrete_model)
+        for cls in reversed(order):  # a pk given through a parent link reaches the parents
+            for parent, link in cls._meta.parents.items():
+                for obj in objs:
+                    if (
+                        link
+                        and getattr(obj, parent._meta.pk.attname) is None
+                        and getattr(obj, link.attname) is not None
+                    ):
+                        setattr(obj, parent._meta.pk.attname, getattr(obj, link.attname))
+        for cls in order:
+            meta = cls._meta
+            for parent, link in meta.parents.items():
+                if not link:
+                    continue
+                for obj in objs:  # the parent's row exists now: link to it
+                    setattr(obj, link.attname, obj._get_pk_val(parent._meta))
+                    if link.is_cached(obj):
+                        link.delete_cached_value(obj)
+            with_pk, without_pk = [], []
+            for obj in objs:
+                if not obj._is_pk_set(meta):
+                    value = meta.pk.get_pk_value_on_save(obj)
+                    if value is not None:
+                        setattr(obj, meta.pk.attname, value)
+                (with_pk if obj._is_pk_set(meta) else without_pk).append(obj)
+            fields = [f for f in meta.local_concrete_fields if not f.generated]
+            returning = meta.db_returning_fields
+            for group, group_fields in (
+                (with_pk, fields),
+                (without_pk, [f for f in fields if not isinstance(f, AutoField)]),
+            ):
+                if not group:
+                    continue
+                returned = yield self._batched_insert(
+                    group, group_fields, batch_size, model=cls, returning_fields=returning
+                )
+                for obj, results in zip(group, returned, strict=False):
+                    for result, field in zip(results, returning, strict=False):
+                        setattr(obj, field.attname, result)
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = self.db
+
+    @maybe_async
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None):
+        """Update *fields* of each object (a CASE per field and batch); the rows matched.
+
+        As Django's ``bulk_update``: the batches run in one transaction.
+        """
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError("Batch size must be a positive integer.")
+        if not fields:
+            raise ValueError("Field names must be given to bulk_update().")
+        objs = tuple(objs)
+        if not all(obj._is_pk_set() for obj in objs):
+            raise ValueError("All bulk_update() objects must have a primary key set.")
+        opts = self.model._meta
+        fields = [opts.get_field(name) for name in fields]
+        if any(not f.concrete or f.many_to_many for f in fields):
+            raise ValueError("bulk_update() can only be used with concrete fields.")
+        all_pk_fields = set(opts.pk_fields)
+        for parent in opts.all_parents:
+            all_pk_fields.update(parent._meta.pk_fields)
+        if any(f in all_pk_fields for f in fields):
+            raise ValueError("bulk_update() cannot be used with primary key fields.")
+        if not objs:
+            return 0
+        for obj in objs:
+            obj._prepare_related_fields_for_save(operation_name="bulk_update", fields=fields)
+        self._for_write = True
+        connection = connections[self.db]
+        max_batch_size = connection.ops.bulk_batch_size([opts.pk, opts.pk, *fields], objs)
+        batch_size = min(batch_size, max_batch_size) if batch_size else max_batch_size
+        requires_casting = connection.features.requires_casted_case_in_updates
+        updates = []
+        for start in range(0, len(objs), batch_size):
+            batch_objs = objs[start : start + batch_size]
+            update_kwargs = {}
+            for field in fields:
+                when_statements = []
+                for obj in batch_objs:
+                    attr = getattr(obj, field.attname)
+                    if not hasattr(attr, "resolve_expression"):
+                        attr = Value(attr, output_field=field)
+                    when_statements.append(When(pk=obj.pk, then=attr))
+                case_statement = Case(*when_statements, output_field=field)
+                if requires_casting:
+                    case_statement = Cast(case_statement, output_field=field)
+                update_kwargs[field.attname] = case_statement
+            updates.append(([obj.pk for obj in batch_objs], update_kwargs))
+        return (yield in_atomic(self.db, self._bulk_update_batches, updates))
+
+    bulk_update.alters_data = True
+
+    @maybe_async
+    def _bulk_update_batches(self, updates: list[Any]):
+        rows = 0
+        queryset = self.using(self.db)
+        for pks, update_kwargs in updates:
+            rows += yield queryset.filter(pk__in=pks).update(**update_kwargs)
+        return rows
+
+    # Django's a-methods, natively async.
+    acreate = _native("create")
+    aget_or_create = _native("get_or_create")
+    aupdate_or_create = _native("update_or_create")
+    abulk_create = _native("bulk_create")
+    abulk_update = _native("bulk_update")
+    aupdate = _native("update")
+    adelete = _native("delete")
+    adelete.queryset_only = True  # type: ignore[attr-defined]
+
+
+def _save(obj: Any, **kwargs: Any) -> Any:
+    # Imported here, when an object is first saved: Django's QuerySet.create() calls obj.save(),
+    # and Model.save() runs its UPDATE through a queryset (vinyl.model.instance builds
+    # VinylQuerySets), a mutual recursion Django resolves by method dispatch. A model that only
+    # carries a VinylManager has no vinyl save() method to dispatch to.
+    from .instance import save_object
+
+    return save_object(obj, **kwargs)
