@@ -16,7 +16,8 @@ task or in a ``sync_to_async`` thread pins the request's other reads as well. Wi
 write pins the current context (the task, or the thread) and whatever it starts afterwards.
 
 Replica health: the router does no I/O. When vinyl cannot get a connection of a replica for a read
-(the server refuses connections, or its pool lends none within its ``timeout``), it asks the router
+(the server refuses connections, its pool lends none within its ``timeout``, or the connection died
+outside a transaction), it asks the router
 (:meth:`PrimaryReplicaRouter.vinyl_read_fallback`), which marks that replica down for
 ``down_seconds``, logs a warning and names the alias to read from instead (another replica that is
 up, else the primary); the read is run there, and the router sends no read to the replica until the

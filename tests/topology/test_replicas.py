@@ -164,6 +164,23 @@ async def test_middleware_scopes_the_pin_per_request(lagging):
         assert Author.vinyl.all().db == REPLICA  # the request's pin ended with it
 
 
+@pytest.mark.anyio
+async def test_a_write_in_a_sync_to_async_thread_pins_the_scope(lagging):
+    from asgiref.sync import sync_to_async
+
+    def write():  # sync mode in a worker thread, on Django's connection
+        from django.db import connections
+
+        try:
+            Author.vinyl.create(name="from a thread")
+        finally:
+            connections.close_all()
+
+    with use_router(pin_seconds=5), pin_scope():
+        await sync_to_async(write, thread_sensitive=False)()
+        assert await Author.vinyl.filter(name="from a thread").exists()
+
+
 def test_sync_middleware(lagging):
     def view(request):
         Author.vinyl.create(name=request)
