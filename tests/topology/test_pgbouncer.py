@@ -35,8 +35,9 @@ PROBE = (
 )
 
 
-def probe_all(bouncer, seconds: float = 0.3) -> list[tuple]:
-    """Run PROBE on every server connection of the pool at once (5 clients, each holding one)."""
+def probe_all(bouncer, seconds: float = 0.3, sql: str = PROBE) -> list[tuple]:
+    """Run *sql* (with pg_sleep(seconds) in it) on every server connection of the pool at once:
+    5 clients, each holding one server connection."""
     import psycopg
 
     results: list[tuple] = []
@@ -45,7 +46,7 @@ def probe_all(bouncer, seconds: float = 0.3) -> list[tuple]:
         with psycopg.connect(host="127.0.0.1", port=bouncer.port, user="postgres",
                              dbname="vinyl_topology", autocommit=True,
                              cursor_factory=psycopg.ClientCursor) as conn:  # fmt: skip
-            results.append(conn.execute(PROBE, [seconds]).fetchone())
+            results.append(conn.execute(sql, [seconds]).fetchone())
 
     threads = [threading.Thread(target=one) for _ in range(bouncer.pool_size)]
     for t in threads:
@@ -169,6 +170,38 @@ def server_binding(bouncer):
                          ("HOST", "PORT", "NAME", "USER", "PASSWORD")}, OPTIONS=options,
                          VINYL={"max_size": 10}) as alias:  # fmt: skip
         yield alias
+
+
+@pytest.fixture
+def serializable(bouncer):
+    from psycopg import IsolationLevel
+
+    settings = connections[BOUNCER].settings_dict
+    options = {"isolation_level": IsolationLevel.SERIALIZABLE}
+    with temporary_alias("topo_bouncer_serializable", **{k: settings[k] for k in
+                         ("HOST", "PORT", "NAME", "USER", "PASSWORD")}, OPTIONS=options,
+                         VINYL={"max_size": 5}) as alias:  # fmt: skip
+        yield alias
+
+
+@both_modes
+def test_isolation_level_is_set_per_transaction(bouncer, serializable):
+    """OPTIONS["isolation_level"] goes into each BEGIN (Django's through psycopg, vinyl's own),
+    never into the session, so it survives PgBouncer and reaches no other client."""
+
+    @atomic(using=serializable)
+    @maybe_async
+    def level():
+        row = yield run(serializable, "SELECT current_setting('transaction_isolation')", None,
+                        SINGLE)  # fmt: skip
+        return row[0]
+
+    levels = yield gather(*(level() for _ in range(5)))
+    assert set(levels) == {"serializable"}
+    others = probe_all(bouncer, 0.2, "SELECT current_setting('transaction_isolation'), "
+                       "pg_backend_pid(), pg_sleep(%s)")  # fmt: skip
+    assert len({pid for _, pid, _ in others}) == 5
+    assert {level for level, _, _ in others} == {"read committed"}
 
 
 @both_modes
