@@ -107,8 +107,7 @@ def running_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
                 up = httpx.get(f"{base_url}/stats", timeout=30).raise_for_status().json()
             except httpx.HTTPError as exc:
                 raise RuntimeError(
-                    f"the demo server did not start (exit code {proc.poll()}); see its output "
-                    "above"
+                    f"the demo server did not start (exit code {proc.poll()}); see its output above"
                 ) from exc
             if len(up["workers"]) >= workers:
                 break

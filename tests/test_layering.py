@@ -3,6 +3,7 @@
 vinyl is layered, lowest first::
 
     vinyl.flags  →  vinyl.futures  →  vinyl.db  →  vinyl.compiler  →  vinyl.model  →  vinyl.testing
+                 (vinyl.compat: Django's version differences, for db, compiler and model)
 
 A layer imports only from the layers below it (``LAYERS``: each row names what it may import),
 and inside a package a module imports only the modules listed before it (``PACKAGES``). Universal
@@ -36,14 +37,16 @@ ASYNC = "<asyncio/anyio>"  # in a row: the layer may import an async framework
 FRAMEWORKS = {"asyncio", "anyio", "trio", "sniffio"}
 
 F, FU, DB, C, M = "vinyl.flags", "vinyl.futures", "vinyl.db", "vinyl.compiler", "vinyl.model"
+V = "vinyl.compat"  # Django version switches and the register of copies: Django only
 
 # Each module or package (the most specific row applies) → the vinyl modules/packages it imports.
 LAYERS: dict[str, set[str]] = {
     "vinyl.flags": {ASYNC},  # stdlib only (asyncio._get_running_loop for auto mode)
+    "vinyl.compat": set(),
     "vinyl.futures": {F, ASYNC},
-    "vinyl.db": {F, FU, ASYNC},
-    "vinyl.compiler": {F, FU, DB},
-    "vinyl.model": {F, FU, DB, C},
+    "vinyl.db": {F, V, FU, ASYNC},
+    "vinyl.compiler": {F, V, FU, DB},
+    "vinyl.model": {F, V, FU, DB, C},
     "vinyl.testing": {F, FU, DB, ASYNC},
     "vinyl.routers": {F, DB},  # the replica router: the mode and the task's pinned transaction
     "vinyl": {F, FU},  # vinyl/__init__.py; the rest of its names load lazily, by module name

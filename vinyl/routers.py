@@ -76,7 +76,9 @@ class _Pin:
         self.until = 0.0
 
 
-_pin: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar("vinyl_replica_pin", default=None)
+_pin: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar(
+    "vinyl_replica_pin", default=None
+)
 
 
 @contextmanager

@@ -61,12 +61,12 @@ async def test_same_answers(ids, client):
                             f"/{prefix}/orders",
                             json={"customer": customer, "items": [[dishes["Wagyu steak"], 99]]},
                         )
-                    ).status_code,  # fmt: skip
+                    ).status_code,
                     (
                         await client.post(
                             f"/{prefix}/orders", json={"customer": customer, "items": [[123456, 1]]}
                         )
-                    ).status_code,  # fmt: skip
+                    ).status_code,
                 ]
                 assert bad == [404, 400, 409, 400], prefix
     finally:

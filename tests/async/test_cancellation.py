@@ -23,8 +23,6 @@ from vinyl.db.wrapper import sql_connection
 pytestmark = pytest.mark.anyio
 
 
-
-
 @pytest.fixture
 async def outside(django_pid):
     sessions = Outside()
@@ -47,11 +45,13 @@ async def outside(django_pid):
             sessions.close()
 
 
-
-
 async def _status():
-    row = await run("default", "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' "
-                    "ELSE 'in transaction' END", None, SINGLE)
+    row = await run(
+        "default",
+        "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' ELSE 'in transaction' END",
+        None,
+        SINGLE,
+    )
     return row[0]
 
 
@@ -253,8 +253,12 @@ async def test_cancelled_query_leaves_the_block_unable_to_commit(outside):
     async with atomic():
         await insert("before")
         with anyio.move_on_after(0.1):
-            await run("default", "INSERT INTO testapp_author (name) "
-                      "SELECT 'cancelled' FROM pg_sleep(5)", None, NO_RESULTS)
+            await run(
+                "default",
+                "INSERT INTO testapp_author (name) SELECT 'cancelled' FROM pg_sleep(5)",
+                None,
+                NO_RESULTS,
+            )
         with pytest.raises(TransactionManagementError, match="until the end of the 'atomic'"):
             await insert("after")
     assert outside.names() == []
@@ -326,8 +330,12 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
         await asyncio.sleep(rng.random() * 0.002)
         tasks[i].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    unexpected = [r for r in results if isinstance(r, BaseException)
-                  and not isinstance(r, (TimeoutError, asyncio.CancelledError))]
+    unexpected = [
+        r
+        for r in results
+        if isinstance(r, BaseException)
+        and not isinstance(r, (TimeoutError, asyncio.CancelledError))
+    ]
     assert not errors and not unexpected, (errors, unexpected)
 
     rows = await run("default", "SELECT name FROM testapp_author", None, MULTI)
@@ -343,5 +351,7 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
     assert committed <= reached_end
     cancelled = tasks_count - len(committed)
     assert 0 < cancelled < tasks_count  # the test exercised both outcomes
-    print(f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
-          f"pool stats {(await get_pool('default')).get_stats()}")
+    print(
+        f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
+        f"pool stats {(await get_pool('default')).get_stats()}"
+    )

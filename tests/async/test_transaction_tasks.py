@@ -39,10 +39,6 @@ async def outside(django_pid):
             sessions.close()
 
 
-
-
-
-
 def insert(name):
     return run("default", "INSERT INTO testapp_author (name) VALUES (%s)", [name], NO_RESULTS)
 
@@ -163,8 +159,9 @@ async def _spawn_with(how, names_):
     return pids
 
 
-@pytest.mark.parametrize("how", ["asyncio.gather", "vinyl.gather", "create_task", "taskgroup",
-                                 "anyio"])
+@pytest.mark.parametrize(
+    "how", ["asyncio.gather", "vinyl.gather", "create_task", "taskgroup", "anyio"]
+)
 @pytest.mark.parametrize("commit", [True, False])
 async def test_child_tasks_share_the_transaction(outside, how, commit):
     children = [f"c{i}" for i in range(5)]
@@ -202,11 +199,13 @@ async def test_child_operations_are_serialised(outside):
         handle = await acquire("default")
         try:
             events.append("A begins")
-            await run_on(handle, "INSERT INTO testapp_author (name) VALUES ('A1')", None,
-                         NO_RESULTS)
+            await run_on(
+                handle, "INSERT INTO testapp_author (name) VALUES ('A1')", None, NO_RESULTS
+            )
             await asyncio.sleep(0.05)  # the other child is ready to run meanwhile
-            await run_on(handle, "INSERT INTO testapp_author (name) VALUES ('A2')", None,
-                         NO_RESULTS)
+            await run_on(
+                handle, "INSERT INTO testapp_author (name) VALUES ('A2')", None, NO_RESULTS
+            )
             events.append("A ends")
         finally:
             await handle.release()
@@ -423,8 +422,9 @@ async def test_select_for_update_blocks_a_second_task(book_a, outside):
             book = await Book.vinyl.select_for_update().get(title="A")
             locked.set()
             await asyncio.sleep(0.2)
-            await run("default", "UPDATE testapp_book SET pages = 2 WHERE id = %s", [book.pk],
-                      NO_RESULTS)
+            await run(
+                "default", "UPDATE testapp_book SET pages = 2 WHERE id = %s", [book.pk], NO_RESULTS
+            )
             order.append("first commits")
 
     async def second():

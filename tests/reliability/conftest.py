@@ -75,9 +75,7 @@ class Server:
     def running(self, fragment: str) -> list[int]:
         """Pids of the sessions whose current statement contains *fragment*."""
         return [
-            pid
-            for pid, state, query in self.sessions()
-            if state == "active" and fragment in query
+            pid for pid, state, query in self.sessions() if state == "active" and fragment in query
         ]
 
     def wait_for_sessions_to_end(self, keep: tuple[int, ...] = (), timeout: float = 5.0) -> None:
@@ -121,9 +119,7 @@ def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
 
     ``override_settings(DATABASES=...)`` warns that it is unsafe; this touches only the new alias.
     """
-    base = {
-        k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)
-    }
+    base = {k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)}
     configured = connections.configure_settings({"default": {**base, **settings}})["default"]
     connections.settings[alias] = configured
     try:

@@ -32,9 +32,7 @@ BIG = 5_000  # rows a "fetch" reads
 @pytest.fixture
 def big_table(server):
     author = Author.objects.create(name="reader")
-    Book.objects.bulk_create(
-        Book(author=author, title=f"b{i}", pages=i) for i in range(BIG)
-    )
+    Book.objects.bulk_create(Book(author=author, title=f"b{i}", pages=i) for i in range(BIG))
     connections["default"].close()
     return author.pk
 
@@ -61,8 +59,8 @@ async def test_orm_operations_cancelled_at_random_points(server, big_table, seed
             assert len(rows) == BIG
         elif point == "stream":
             seen = 0
-            async for _ in Book.vinyl.using(ALIAS).filter(author_id=big_table).iterator(
-                chunk_size=250
+            async for _ in (
+                Book.vinyl.using(ALIAS).filter(author_id=big_table).iterator(chunk_size=250)
             ):
                 seen += 1
             assert seen == BIG

@@ -121,8 +121,9 @@ async def test_2000_concurrent_tasks_on_a_pool_of_10(server, accounts):
     assert sum(done.values()) == TASKS
 
     # Every write is there, every transfer kept the sum, nothing else changed.
-    assert await Author.vinyl.using(ALIAS).filter(name__startswith="writer ").count() == (
-        done["write"]
+    assert (
+        await Author.vinyl.using(ALIAS).filter(name__startswith="writer ").count()
+        == (done["write"])
     )
     assert await Chapter.vinyl.using(ALIAS).count() == done["transfer"]
     assert (await books.aggregate(total=Sum("pages")))["total"] == ACCOUNTS * BALANCE

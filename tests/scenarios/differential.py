@@ -72,7 +72,14 @@ def seed() -> None:
     books = [
         # (title, author, editor, pages, price, published)
         ("Async Django", ann, bob, 320, "39.90", dt.datetime(2021, 3, 28, 1, 30, tzinfo=UTC)),
-        ("Postgres Deep Dive", ann, None, 500, "59.00", dt.datetime(2021, 10, 31, 0, 45, tzinfo=UTC)),
+        (
+            "Postgres Deep Dive",
+            ann,
+            None,
+            500,
+            "59.00",
+            dt.datetime(2021, 10, 31, 0, 45, tzinfo=UTC),
+        ),
         ("Python Tricks", bob, cat, 150, "19.99", None),
         ("SQL Basics", cat, ann, 90, "9.50", dt.datetime(2019, 12, 31, 23, 30, tzinfo=UTC)),
         ("Zen", cat, None, 90, "9.50", dt.datetime(2020, 6, 1, 12, 0, tzinfo=UTC)),
@@ -169,7 +176,11 @@ def norm(value: Any, _path: tuple[int, ...] = ()) -> Any:
     if isinstance(value, QuerySet):  # a prefetch cache: compare its rows, never query
         return ("queryset", type(value).__qualname__, norm(value._result_cache, _path))
     if isinstance(value, dict):
-        return ("dict", type(value).__qualname__, [(norm(k), norm(v, _path)) for k, v in value.items()])
+        return (
+            "dict",
+            type(value).__qualname__,
+            [(norm(k), norm(v, _path)) for k, v in value.items()],
+        )
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return ("namedtuple", value._fields, [norm(v, _path) for v in value])
     if isinstance(value, (list, tuple)):

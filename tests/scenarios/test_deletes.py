@@ -52,10 +52,14 @@ def seed() -> None:
     Chapter.objects.create(book=a, number=1, title="one")
     Profile.objects.create(author=ann, bio="")
     WTarget.objects.create(name="free")
-    prot, rest, mixed, both = (WTarget.objects.create(name=n) for n in ("prot", "rest", "mixed", "both"))
+    prot, rest, mixed, both = (
+        WTarget.objects.create(name=n) for n in ("prot", "rest", "mixed", "both")
+    )
     WRef.objects.create(name="p", protect=prot)
     WRef.objects.create(name="r", restrict=rest)
-    WRef.objects.create(name="m", set_null=mixed, set_default=mixed, set_value=mixed, do_nothing=mixed)
+    WRef.objects.create(
+        name="m", set_null=mixed, set_default=mixed, set_value=mixed, do_nothing=mixed
+    )
     WRef.objects.create(name="c", cascade=mixed)
     WRef.objects.create(name="rc", restrict=both, cascade=both)
     g = WGrandChild.objects.create(name="g", extra=1, level=1)

@@ -103,18 +103,17 @@ QUERYSETS = {
     "filter_in_across": lambda M: M(Book).filter(author__name__in=["Ann", "Dan"]).order_by("pk"),
     "filter_regex": lambda M: M(Book).filter(title__regex=r"^[A-P]").order_by("pk"),
     "filter_m2m": lambda M: M(Book).filter(tags__name="python").order_by("pk"),
-    "filter_m2m_distinct": lambda M: M(Book)
-    .filter(tags__name__in=["python", "sql"])
-    .distinct()
-    .order_by("pk"),
+    "filter_m2m_distinct": lambda M: (
+        M(Book).filter(tags__name__in=["python", "sql"]).distinct().order_by("pk")
+    ),
     "filter_reverse_fk": lambda M: M(Author).filter(books__pages__gt=300).distinct().order_by("pk"),
     "filter_month": lambda M: M(Author).filter(born__month=1).order_by("pk"),
-    "exclude_q_or": lambda M: M(Book)
-    .exclude(Q(pages__lt=100) | Q(editor__isnull=True))
-    .order_by("pk"),
-    "filter_not_and": lambda M: M(Book)
-    .filter(~Q(author__name="Ann") & Q(pages__gt=50))
-    .order_by("pk"),
+    "exclude_q_or": lambda M: (
+        M(Book).exclude(Q(pages__lt=100) | Q(editor__isnull=True)).order_by("pk")
+    ),
+    "filter_not_and": lambda M: (
+        M(Book).filter(~Q(author__name="Ann") & Q(pages__gt=50)).order_by("pk")
+    ),
     "filter_f": lambda M: M(Book).filter(price__gt=F("pages") / 10).order_by("pk"),
     "filter_f_across": lambda M: M(Book).filter(editor=F("author")),
     "filter_empty_in": lambda M: M(Book).filter(pk__in=[]),
@@ -123,76 +122,91 @@ QUERYSETS = {
     "filter_mti_child": lambda M: M(Place).filter(restaurant__serves_pizza=True),
     # annotate / alias / aggregates per row
     "annotate_count": lambda M: M(Author).annotate(n=Count("books")).order_by("-n", "name"),
-    "annotate_sum_avg": lambda M: M(Author)
-    .annotate(total=Sum("books__pages"), avg=Avg("books__price"), top=Max("books__published"))
-    .order_by("pk"),
-    "annotate_count_distinct_filter": lambda M: M(Author)
-    .annotate(
-        tags=Count("books__tags", distinct=True),
-        long=Count("books", filter=Q(books__pages__gt=100)),
-    )
-    .order_by("pk"),
+    "annotate_sum_avg": lambda M: (
+        M(Author)
+        .annotate(total=Sum("books__pages"), avg=Avg("books__price"), top=Max("books__published"))
+        .order_by("pk")
+    ),
+    "annotate_count_distinct_filter": lambda M: (
+        M(Author)
+        .annotate(
+            tags=Count("books__tags", distinct=True),
+            long=Count("books", filter=Q(books__pages__gt=100)),
+        )
+        .order_by("pk")
+    ),
     "alias_filter": lambda M: M(Author).alias(n=Count("books")).filter(n__gte=2).order_by("pk"),
-    "annotate_expressions": lambda M: M(Book)
-    .annotate(
-        upper=Upper("title"),
-        length=Length("title"),
-        doubled=F("pages") * 2,
-        cost=ExpressionWrapper(F("price") * 2, output_field=DecimalField()),
-        label=Concat("title", Value(" / "), "author__name", output_field=CharField()),
-        editor_name=Coalesce("editor__name", Value("-")),
-        as_text=Cast("pages", CharField()),
-        year=ExtractYear("published"),
-        month=TruncMonth("published"),
-        day=TruncDate("published"),
-        size=Case(
-            When(pages__gte=300, then=Value("long")),
-            When(pages__gte=100, then=Value("medium")),
-            default=Value("short"),
-        ),
-    )
-    .order_by("pk"),
-    "annotate_then_filter": lambda M: M(Book)
-    .annotate(n=Count("tags"))
-    .filter(n__gt=1)
-    .order_by("pk"),
+    "annotate_expressions": lambda M: (
+        M(Book)
+        .annotate(
+            upper=Upper("title"),
+            length=Length("title"),
+            doubled=F("pages") * 2,
+            cost=ExpressionWrapper(F("price") * 2, output_field=DecimalField()),
+            label=Concat("title", Value(" / "), "author__name", output_field=CharField()),
+            editor_name=Coalesce("editor__name", Value("-")),
+            as_text=Cast("pages", CharField()),
+            year=ExtractYear("published"),
+            month=TruncMonth("published"),
+            day=TruncDate("published"),
+            size=Case(
+                When(pages__gte=300, then=Value("long")),
+                When(pages__gte=100, then=Value("medium")),
+                default=Value("short"),
+            ),
+        )
+        .order_by("pk")
+    ),
+    "annotate_then_filter": lambda M: (
+        M(Book).annotate(n=Count("tags")).filter(n__gt=1).order_by("pk")
+    ),
     # windows
-    "window_rank": lambda M: M(Book)
-    .annotate(
-        rank=Window(Rank(), partition_by=F("author"), order_by=F("pages").desc()),
-        row=Window(RowNumber(), order_by=[F("price").asc(), F("pk").asc()]),
-        dense=Window(DenseRank(), order_by=F("pages").desc()),
-        running=Window(Sum("pages"), order_by=F("pk").asc()),
-        previous=Window(Lag("title"), order_by=F("pk").asc()),
-        first=Window(FirstValue("title"), partition_by=[F("author")], order_by=F("pk").asc()),
-    )
-    .order_by("pk"),
-    "window_filter": lambda M: M(Book)
-    .annotate(rank=Window(Rank(), partition_by=F("author"), order_by=F("pages").desc()))
-    .filter(rank=1)
-    .order_by("pk"),
+    "window_rank": lambda M: (
+        M(Book)
+        .annotate(
+            rank=Window(Rank(), partition_by=F("author"), order_by=F("pages").desc()),
+            row=Window(RowNumber(), order_by=[F("price").asc(), F("pk").asc()]),
+            dense=Window(DenseRank(), order_by=F("pages").desc()),
+            running=Window(Sum("pages"), order_by=F("pk").asc()),
+            previous=Window(Lag("title"), order_by=F("pk").asc()),
+            first=Window(FirstValue("title"), partition_by=[F("author")], order_by=F("pk").asc()),
+        )
+        .order_by("pk")
+    ),
+    "window_filter": lambda M: (
+        M(Book)
+        .annotate(rank=Window(Rank(), partition_by=F("author"), order_by=F("pages").desc()))
+        .filter(rank=1)
+        .order_by("pk")
+    ),
     # subqueries
     "subquery_annotate": lambda M: M(Author).annotate(newest=newest_title(M)).order_by("pk"),
-    "exists_filter": lambda M: M(Author)
-    .filter(Exists(M(Book).filter(author=OuterRef("pk"), pages__gt=300)))
-    .order_by("pk"),
-    "exists_annotate": lambda M: M(Author)
-    .annotate(edits=Exists(M(Book).filter(editor=OuterRef("pk"))))
-    .order_by("pk"),
-    "in_subquery": lambda M: M(Book)
-    .filter(author__in=M(Author).filter(born__year=1970))
-    .order_by("pk"),
+    "exists_filter": lambda M: (
+        M(Author)
+        .filter(Exists(M(Book).filter(author=OuterRef("pk"), pages__gt=300)))
+        .order_by("pk")
+    ),
+    "exists_annotate": lambda M: (
+        M(Author).annotate(edits=Exists(M(Book).filter(editor=OuterRef("pk")))).order_by("pk")
+    ),
+    "in_subquery": lambda M: (
+        M(Book).filter(author__in=M(Author).filter(born__year=1970)).order_by("pk")
+    ),
     # querysets of both kinds inside one another
-    "mixed_django_inner": lambda M: M(Author)
-    .filter(pk__in=Book.objects.filter(pages__gt=300).values("author"))
-    .order_by("pk"),
-    "mixed_vinyl_inner": lambda M: M(Author)
-    .annotate(n=Subquery(Book.vinyl.filter(author=OuterRef("pk")).values("pages")[:1]))
-    .order_by("pk"),
-    "mixed_union": lambda M: M(Book)
-    .filter(pk=1)
-    .union(Book.objects.filter(pk=2), Book.vinyl.filter(pk=3))
-    .order_by("-pk"),
+    "mixed_django_inner": lambda M: (
+        M(Author).filter(pk__in=Book.objects.filter(pages__gt=300).values("author")).order_by("pk")
+    ),
+    "mixed_vinyl_inner": lambda M: (
+        M(Author)
+        .annotate(n=Subquery(Book.vinyl.filter(author=OuterRef("pk")).values("pages")[:1]))
+        .order_by("pk")
+    ),
+    "mixed_union": lambda M: (
+        M(Book)
+        .filter(pk=1)
+        .union(Book.objects.filter(pk=2), Book.vinyl.filter(pk=3))
+        .order_by("-pk")
+    ),
     # distinct
     "distinct_values": lambda M: M(Book).values("author").distinct().order_by("author"),
     "distinct_on": lambda M: M(Book).order_by("author", "-pages").distinct("author"),
@@ -205,17 +219,21 @@ QUERYSETS = {
     # values / values_list
     "values_fields": lambda M: M(Book).values("title", "author__name", "price").order_by("pk"),
     "values_all": lambda M: M(Book).values().order_by("pk"),
-    "values_annotated": lambda M: M(Book)
-    .values("author__name")
-    .annotate(n=Count("pk"), pages=Sum("pages"))
-    .order_by("author__name"),
+    "values_annotated": lambda M: (
+        M(Book)
+        .values("author__name")
+        .annotate(n=Count("pk"), pages=Sum("pages"))
+        .order_by("author__name")
+    ),
     "values_expression": lambda M: M(Book).values("pk", up=Lower("title")).order_by("pk"),
     "values_list": lambda M: M(Book).values_list("title", "pages", "published").order_by("pk"),
     "values_list_flat": lambda M: M(Book).values_list("price", flat=True).order_by("pk"),
-    "values_list_named": lambda M: M(Book)
-    .values_list("title", "author__born", named=True)
-    .order_by("pk"),
-    "values_list_m2m": lambda M: M(Book).values_list("pk", "tags__name").order_by("pk", "tags__name"),
+    "values_list_named": lambda M: (
+        M(Book).values_list("title", "author__born", named=True).order_by("pk")
+    ),
+    "values_list_m2m": lambda M: (
+        M(Book).values_list("pk", "tags__name").order_by("pk", "tags__name")
+    ),
     # dates / datetimes (time zone sensitive)
     "dates_month": lambda M: M(Book).dates("published", "month"),
     "dates_year_desc": lambda M: M(Book).dates("published", "year", order="DESC"),
@@ -225,34 +243,32 @@ QUERYSETS = {
     # only / defer
     "only": lambda M: M(Book).only("title").order_by("pk"),
     "defer": lambda M: M(Book).defer("price", "published").order_by("pk"),
-    "only_select_related": lambda M: M(Book)
-    .only("title", "author__name")
-    .select_related("author")
-    .order_by("pk"),
+    "only_select_related": lambda M: (
+        M(Book).only("title", "author__name").select_related("author").order_by("pk")
+    ),
     # combinators
-    "union": lambda M: M(Book)
-    .filter(pages__lt=100)
-    .union(M(Book).filter(pages__gt=400))
-    .order_by("title", "pk"),
-    "union_all_values_list": lambda M: M(Book)
-    .values_list("title", flat=True)
-    .union(M(Book).values_list("title", flat=True), all=True)
-    .order_by("title"),
-    "union_sliced": lambda M: M(Author)
-    .values_list("name")
-    .union(M(Tag).values_list("name"))
-    .order_by("-name")[:3],
-    "intersection": lambda M: M(Book)
-    .filter(pages__lt=200)
-    .intersection(M(Book).filter(price__lt=10))
-    .order_by("pk"),
+    "union": lambda M: (
+        M(Book).filter(pages__lt=100).union(M(Book).filter(pages__gt=400)).order_by("title", "pk")
+    ),
+    "union_all_values_list": lambda M: (
+        M(Book)
+        .values_list("title", flat=True)
+        .union(M(Book).values_list("title", flat=True), all=True)
+        .order_by("title")
+    ),
+    "union_sliced": lambda M: (
+        M(Author).values_list("name").union(M(Tag).values_list("name")).order_by("-name")[:3]
+    ),
+    "intersection": lambda M: (
+        M(Book).filter(pages__lt=200).intersection(M(Book).filter(price__lt=10)).order_by("pk")
+    ),
     "difference": lambda M: M(Book).difference(M(Book).filter(editor__isnull=True)).order_by("pk"),
     # select_related
     "select_related_fk": lambda M: M(Book).select_related("author").order_by("pk"),
     "select_related_nullable": lambda M: M(Book).select_related("editor").order_by("pk"),
-    "select_related_nested": lambda M: M(Chapter)
-    .select_related("book__author", "book__editor__profile")
-    .order_by("pk"),
+    "select_related_nested": lambda M: (
+        M(Chapter).select_related("book__author", "book__editor__profile").order_by("pk")
+    ),
     "select_related_reverse_o2o": lambda M: M(Author).select_related("profile").order_by("pk"),
     "select_related_mti": lambda M: M(Place).select_related("restaurant").order_by("pk"),
     "select_related_o2o": lambda M: M(Profile).select_related("author").order_by("pk"),
@@ -269,39 +285,53 @@ QUERYSETS = {
     "meta_ordering_values": lambda M: M(Article).values_list("headline", flat=True),
     # composite primary key
     "composite_pk": lambda M: M(Membership).order_by("pk"),
-    "composite_pk_select_related": lambda M: M(Membership)
-    .select_related("tag", "book")
-    .filter(book__pages__gt=100)
-    .order_by("tag", "book"),
+    "composite_pk_select_related": lambda M: (
+        M(Membership)
+        .select_related("tag", "book")
+        .filter(book__pages__gt=100)
+        .order_by("tag", "book")
+    ),
     "composite_pk_values": lambda M: M(Membership).values("pk", "role").order_by("pk"),
     # extra(), RawSQL, FilteredRelation, another alias
-    "extra_select": lambda M: M(Book)
-    .extra(select={"double": "pages * 2"}, where=["pages > %s"], params=[50])
-    .order_by("pk"),
+    "extra_select": lambda M: (
+        M(Book)
+        .extra(select={"double": "pages * 2"}, where=["pages > %s"], params=[50])
+        .order_by("pk")
+    ),
     "extra_order_by": lambda M: M(Book).extra(select={"t": "lower(title)"}, order_by=["-t", "id"]),
-    "rawsql_annotation": lambda M: M(Book)
-    .annotate(rounded=RawSQL("round(price)", (), output_field=DecimalField()))
-    .order_by("pk"),
-    "filtered_relation": lambda M: M(Author)
-    .annotate(long_books=FilteredRelation("books", condition=Q(books__pages__gt=100)))
-    .filter(long_books__isnull=False)
-    .values_list("name", "long_books__title")
-    .order_by("name", "long_books__title"),
-    "using_other_alias": lambda M: M(Book).using("serializable").filter(pages__gt=100).order_by("pk"),
+    "rawsql_annotation": lambda M: (
+        M(Book)
+        .annotate(rounded=RawSQL("round(price)", (), output_field=DecimalField()))
+        .order_by("pk")
+    ),
+    "filtered_relation": lambda M: (
+        M(Author)
+        .annotate(long_books=FilteredRelation("books", condition=Q(books__pages__gt=100)))
+        .filter(long_books__isnull=False)
+        .values_list("name", "long_books__title")
+        .order_by("name", "long_books__title")
+    ),
+    "using_other_alias": lambda M: (
+        M(Book).using("serializable").filter(pages__gt=100).order_by("pk")
+    ),
     "none_values": lambda M: M(Book).none().values("title"),
     "none_union": lambda M: M(Book).none().union(M(Book).filter(pk=1)),
     # every field type
     "all_fields": lambda M: M(AllFields).order_by("pk"),
     "all_fields_values": lambda M: M(AllFields).values().order_by("pk"),
-    "all_fields_values_list": lambda M: M(AllFields)
-    .values_list("decimal", "moment", "clock", "duration", "blob", "data", "int_range", "uuid")
-    .order_by("pk"),
+    "all_fields_values_list": lambda M: (
+        M(AllFields)
+        .values_list("decimal", "moment", "clock", "duration", "blob", "data", "int_range", "uuid")
+        .order_by("pk")
+    ),
     "array_contains": lambda M: M(AllFields).filter(numbers__contains=[1]),
     "array_index": lambda M: M(AllFields).values_list("numbers__0", flat=True).order_by("pk"),
     "range_contains": lambda M: M(AllFields).filter(int_range__contains=4).order_by("pk"),
     "json_key": lambda M: M(AllFields).filter(data__key="value"),
     "json_contains": lambda M: M(AllFields).filter(data__contains={"t": True}),
-    "json_values": lambda M: M(AllFields).values_list("data__n", "data__f", flat=False).order_by("pk"),
+    "json_values": lambda M: (
+        M(AllFields).values_list("data__n", "data__f", flat=False).order_by("pk")
+    ),
     "json_isnull": lambda M: M(AllFields).filter(data__isnull=True),
     "ip_filter": lambda M: M(AllFields).filter(ip="10.0.0.1"),
     "duration_filter": lambda M: M(AllFields).filter(duration__gt=dt.timedelta(days=1)),
@@ -333,12 +363,14 @@ QUERYSETS = {
     "error_programming": lambda M: M(Book).extra(where=["no_such_column = 1"]),
     "error_data": lambda M: M(Book).raw("SELECT 1 / (count(*) - count(*)) AS id FROM testapp_book"),
     "error_cast": lambda M: M(Book).annotate(n=Cast(Value("x"), IntegerField())),
-    "raw_prefetch": lambda M: M(Book)
-    .raw("SELECT * FROM testapp_book ORDER BY id DESC")
-    .prefetch_related("tags", "author__books", "chapters"),
-    "raw_from_queryset": lambda M: M(Book)
-    .filter(pages__gt=1000)
-    .raw("SELECT * FROM testapp_book WHERE id < 3 ORDER BY id"),
+    "raw_prefetch": lambda M: (
+        M(Book)
+        .raw("SELECT * FROM testapp_book ORDER BY id DESC")
+        .prefetch_related("tags", "author__books", "chapters")
+    ),
+    "raw_from_queryset": lambda M: (
+        M(Book).filter(pages__gt=1000).raw("SELECT * FROM testapp_book WHERE id < 3 ORDER BY id")
+    ),
 }
 
 TERMINALS = {
@@ -358,23 +390,19 @@ TERMINALS = {
     "first_meta_ordering": lambda M: M(Article).first(),
     "last_meta_ordering": lambda M: M(Article).last(),
     # Django 6.1 keeps a cleared ordering (no pk added to the GROUP BY: n == 2); 5.2 orders by pk.
-    "first_cleared_ordering": lambda M: M(Book)
-    .filter(title="Zen")
-    .values("title")
-    .annotate(n=Count("pk"))
-    .order_by()
-    .first(),
-    "last_cleared_ordering": lambda M: M(Book)
-    .filter(title="Zen")
-    .values("title")
-    .annotate(n=Count("pk"))
-    .order_by()
-    .last(),
+    "first_cleared_ordering": lambda M: (
+        M(Book).filter(title="Zen").values("title").annotate(n=Count("pk")).order_by().first()
+    ),
+    "last_cleared_ordering": lambda M: (
+        M(Book).filter(title="Zen").values("title").annotate(n=Count("pk")).order_by().last()
+    ),
     "get_select_for_update_outside_transaction": lambda M: M(Book).select_for_update().get(pk=1),
     "first_unordered": lambda M: M(Book).first(),
     "first_ordered": lambda M: M(Book).order_by("-pages", "pk").first(),
     "first_empty": lambda M: M(Book).filter(pk=999).first(),
-    "first_values_list": lambda M: M(Book).values_list("title", flat=True).order_by("title").first(),
+    "first_values_list": lambda M: (
+        M(Book).values_list("title", flat=True).order_by("title").first()
+    ),
     "first_annotated": lambda M: M(Author).annotate(n=Count("books")).order_by("-n", "pk").first(),
     "last_unordered": lambda M: M(Book).last(),
     "last_ordered": lambda M: M(Book).order_by("title", "pk").last(),
@@ -405,12 +433,14 @@ TERMINALS = {
         authors=Count("author", distinct=True),
         spread=StdDev("pages"),
     ),
-    "aggregate_empty": lambda M: M(Book).filter(pk=999).aggregate(
-        total=Sum("pages"), n=Count("pk"), d=Sum("pages", default=0)
+    "aggregate_empty": lambda M: (
+        M(Book)
+        .filter(pk=999)
+        .aggregate(total=Sum("pages"), n=Count("pk"), d=Sum("pages", default=0))
     ),
-    "aggregate_over_annotation": lambda M: M(Author)
-    .annotate(n=Count("books"))
-    .aggregate(most=Max("n"), avg=Avg("n")),
+    "aggregate_over_annotation": lambda M: (
+        M(Author).annotate(n=Count("books")).aggregate(most=Max("n"), avg=Avg("n"))
+    ),
     "aggregate_sliced": lambda M: M(Book).order_by("-pages")[:3].aggregate(total=Sum("pages")),
     "aggregate_all_fields": lambda M: M(AllFields).aggregate(
         Max("decimal"), Min("moment"), Sum("duration"), Avg("floating")
@@ -563,9 +593,12 @@ def test_generated_filters(seeded):
         django_qs = generated(django_manager, q, shape)
         expected = norm((list(django_qs), django_qs.count()))
         with sync_mode():
-            in_sync = norm((list(generated(vinyl_manager, q, shape)), generated(
-                vinyl_manager, q, shape
-            ).count()))
+            in_sync = norm(
+                (
+                    list(generated(vinyl_manager, q, shape)),
+                    generated(vinyl_manager, q, shape).count(),
+                )
+            )
         assert in_sync == expected
         assert norm(runner.run(in_async_mode(q, shape))) == expected
 

@@ -111,8 +111,10 @@ CASES["datetime-range-contains"] = lambda M: pks(
 CASES["decimal-range-contains"] = lambda M: pks(
     M(AllFields).filter(decimal_range__contains=Decimal("2.5"))
 )
-CASES["time-lookups"] = lambda M: M(AllFields).filter(clock__hour=23).values_list(
-    "moment__date", "moment__hour", "day__week_day", "duration"
+CASES["time-lookups"] = lambda M: (
+    M(AllFields)
+    .filter(clock__hour=23)
+    .values_list("moment__date", "moment__hour", "day__week_day", "duration")
 )
 
 

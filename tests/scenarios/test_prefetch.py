@@ -122,8 +122,9 @@ CASES = {
     "generic_fk": (
         Note,
         lambda m, src: m.prefetch_related("content_object").order_by("pk"),
-        lambda objs: [(n.text, type(n.content_object).__name__, str(n.content_object.pk))
-                      for n in objs],
+        lambda objs: [
+            (n.text, type(n.content_object).__name__, str(n.content_object.pk)) for n in objs
+        ],
     ),
     "generic_relation": (
         Shelf,
@@ -142,15 +143,18 @@ CASES = {
     ),
     "select_related_then_prefetch_deeper": (
         Book,
-        lambda m, src: m.select_related("author")
-        .prefetch_related("author__books__tags", "editor__edited")
-        .order_by("pk"),
+        lambda m, src: (
+            m.select_related("author")
+            .prefetch_related("author__books__tags", "editor__edited")
+            .order_by("pk")
+        ),
         lambda objs: [
             (
                 b.title,
                 b.author.name,
-                sorted((x.title, sorted(t.name for t in x.tags.all()))
-                       for x in b.author.books.all()),
+                sorted(
+                    (x.title, sorted(t.name for t in x.tags.all())) for x in b.author.books.all()
+                ),
                 b.editor and titles(b.editor.edited.all()),
             )
             for b in objs

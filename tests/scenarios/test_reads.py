@@ -120,7 +120,13 @@ def test_raw(seeded, vinyl_mode):
     assert len(queries) == 1 and again is books
     assert isinstance(books, list) and len(books) == 6
     assert (books[0].title, books[0].double) == ("Async Django", 640)
-    assert books[0].get_deferred_fields() == {"author_id", "editor_id", "pages", "price", "published"}
+    assert books[0].get_deferred_fields() == {
+        "author_id",
+        "editor_id",
+        "pages",
+        "price",
+        "published",
+    }
     assert list(qs) == books  # evaluated: Django's sync access works in both modes
 
     other = Book.vinyl.raw("SELECT * FROM testapp_book WHERE id = %s", [2]).using("serializable")

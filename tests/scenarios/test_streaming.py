@@ -24,14 +24,16 @@ CASES = {
     "values_list_named": lambda m: m.values_list("pk", "author__name", named=True).order_by("pk"),
     # ordering by a column that is not selected: Django adds it to the SELECT and strips it
     "extra_select_column": lambda m: m.values("title").order_by("author__name", "pk"),
-    "annotate": lambda m: m.annotate(n=Count("tags"), label=Concat("title", Value("!")))
-    .order_by("pk"),
+    "annotate": lambda m: m.annotate(n=Count("tags"), label=Concat("title", Value("!"))).order_by(
+        "pk"
+    ),
     "only": lambda m: m.only("title").order_by("pk"),
     "filter_empty": lambda m: m.filter(pages__gt=10_000),
     "none": lambda m: m.none(),
     "dates": lambda m: m.dates("published", "month"),
-    "distinct_expression": lambda m: m.annotate(p2=F("pages") * 2).values_list("p2").distinct()
-    .order_by("p2"),
+    "distinct_expression": lambda m: (
+        m.annotate(p2=F("pages") * 2).values_list("p2").distinct().order_by("p2")
+    ),
 }
 
 
@@ -127,8 +129,12 @@ def counting(vinyl_mode):
 PREFETCHED = {
     "tags_and_author": (
         lambda m, src: m.prefetch_related("tags", "author__books").order_by("pk"),
-        lambda b: (b.title, sorted(t.name for t in b.tags.all()), b.author.name,
-                   sorted(x.title for x in b.author.books.all())),
+        lambda b: (
+            b.title,
+            sorted(t.name for t in b.tags.all()),
+            b.author.name,
+            sorted(x.title for x in b.author.books.all()),
+        ),
     ),
     "prefetch_object": (
         lambda m, src: m.prefetch_related(
@@ -145,8 +151,7 @@ def django_prefetched(library):
     for name, (build, extract) in PREFETCHED.items():
         with CaptureQueriesContext(connection) as ctx:
             data = [
-                extract(b)
-                for b in build(Book.objects, lambda m: m.objects).iterator(chunk_size=3)
+                extract(b) for b in build(Book.objects, lambda m: m.objects).iterator(chunk_size=3)
             ]
         results[name] = (data, len(ctx.captured_queries))
     return results
@@ -197,7 +202,12 @@ def test_iterator_inside_atomic_shares_the_transaction(library, vinyl_mode):
     @atomic
     @maybe_async
     def work():
-        yield run("default", "UPDATE testapp_book SET title = 'renamed' WHERE title = 'T0'", None, NO_RESULTS)
+        yield run(
+            "default",
+            "UPDATE testapp_book SET title = 'renamed' WHERE title = 'T0'",
+            None,
+            NO_RESULTS,
+        )
         seen = []
         stream = Book.vinyl.order_by("pk").iterator(chunk_size=2)
         while (book := (yield _next(stream, vinyl_mode))) is not _END:

@@ -158,8 +158,12 @@ def test_database_error_rolls_back(outside):
     @maybe_async
     def work():
         yield insert("a")
-        yield run("default", "INSERT INTO testapp_author (id, name) VALUES (1, 'x'), (1, 'y')",
-                  None, NO_RESULTS)
+        yield run(
+            "default",
+            "INSERT INTO testapp_author (id, name) VALUES (1, 'x'), (1, 'y')",
+            None,
+            NO_RESULTS,
+        )
 
     with pytest.raises(IntegrityError):
         yield work()
@@ -595,8 +599,9 @@ def test_serialization_failure_at_commit_rolls_back_and_raises(outside, vinyl_mo
         other.execute("INSERT INTO testapp_author (name) VALUES ('other')")
         other.commit()  # the first to commit wins
 
-    with capture_queries() as queries, pytest.raises(
-        OperationalError, match="could not serialize access"
+    with (
+        capture_queries() as queries,
+        pytest.raises(OperationalError, match="could not serialize access"),
     ):
         yield work()
     if vinyl_mode == "async":  # vinyl runs the COMMIT (Django's connection does in sync mode)

@@ -50,10 +50,7 @@ def _rows(model: type[models.Model], rows: list[dict]) -> list[dict]:
 
 def django_state(*models_: type[models.Model]) -> dict[str, list[dict]]:
     """The rows of each model's table, read with Django's ORM (sync)."""
-    return {
-        m._meta.label: _rows(m, list(m._base_manager.order_by("pk").values()))
-        for m in models_
-    }
+    return {m._meta.label: _rows(m, list(m._base_manager.order_by("pk").values())) for m in models_}
 
 
 @vinyl.maybe_async

@@ -156,10 +156,13 @@ def _in_thread(target):
 
 def _wait_for_lock_waiter(outside, timeout=5.0):
     deadline = time.monotonic() + timeout
-    while outside.conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND wait_event_type = 'Lock'"
-    ).fetchone()[0] == 0:
+    while (
+        outside.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+        == 0
+    ):
         assert time.monotonic() < deadline, "the second transaction never waited for the lock"
         time.sleep(0.01)
 

@@ -26,9 +26,7 @@ class Tag(VinylModel):
 
 class Book(VinylModel):
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
-    editor = models.ForeignKey(
-        Author, null=True, on_delete=models.SET_NULL, related_name="edited"
-    )
+    editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="edited")
     title = models.CharField(max_length=200)
     pages = models.IntegerField(default=0)
     price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
@@ -211,9 +209,7 @@ class WRef(VinylModel):
     """One foreign key per on_delete behaviour, all to WTarget."""
 
     name = models.CharField(max_length=50)
-    protect = models.ForeignKey(
-        WTarget, models.PROTECT, null=True, related_name="protected_refs"
-    )
+    protect = models.ForeignKey(WTarget, models.PROTECT, null=True, related_name="protected_refs")
     restrict = models.ForeignKey(
         WTarget, models.RESTRICT, null=True, related_name="restricted_refs"
     )
@@ -221,15 +217,11 @@ class WRef(VinylModel):
     set_default = models.ForeignKey(
         WTarget, models.SET_DEFAULT, null=True, default=None, related_name="default_refs"
     )
-    set_value = models.ForeignKey(
-        WTarget, models.SET(None), null=True, related_name="set_refs"
-    )
+    set_value = models.ForeignKey(WTarget, models.SET(None), null=True, related_name="set_refs")
     do_nothing = models.ForeignKey(
         WTarget, models.DO_NOTHING, null=True, db_constraint=False, related_name="ignored_refs"
     )
-    cascade = models.ForeignKey(
-        WTarget, models.CASCADE, null=True, related_name="cascade_refs"
-    )
+    cascade = models.ForeignKey(WTarget, models.CASCADE, null=True, related_name="cascade_refs")
 
 
 class WParent(VinylModel):

@@ -52,7 +52,9 @@ def topology(django_db_setup) -> Iterator[Topology]:
         stack.enter_context(temporary_alias(REPLICA, **_server(topo.replica.port), VINYL=vinyl))
         if topo.bouncer is not None:
             stack.enter_context(
-                temporary_alias(BOUNCER, **_server(topo.bouncer.port), VINYL={**vinyl, "max_size": 20})
+                temporary_alias(
+                    BOUNCER, **_server(topo.bouncer.port), VINYL={**vinyl, "max_size": 20}
+                )
             )
         with connections[PRIMARY].schema_editor() as editor:
             for model in apps.get_app_config("testapp").get_models():

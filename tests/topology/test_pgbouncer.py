@@ -242,9 +242,11 @@ def _stream_in_transaction():
     titles = []
     stream = Book.vinyl.using(BOUNCER).order_by("pages").iterator(chunk_size=7)
     if is_async():
+
         async def consume():
             async for book in stream:
                 titles.append(book.title)
+
         yield consume()
     else:
         titles.extend(book.title for book in stream)
@@ -306,11 +308,15 @@ def test_iterator_outside_a_transaction(bouncer, vinyl_mode, request):
     if vinyl_mode == "sync":
         request.getfixturevalue("no_server_cursors")
     ann = yield Author.vinyl.using(BOUNCER).create(name="Ann")
-    yield Book.vinyl.using(BOUNCER).bulk_create([Book(author=ann, title=f"B{i:02}") for i in range(30)])
+    yield Book.vinyl.using(BOUNCER).bulk_create(
+        [Book(author=ann, title=f"B{i:02}") for i in range(30)]
+    )
     stream = Book.vinyl.using(BOUNCER).order_by("pk").iterator(chunk_size=4)
     if is_async():
+
         async def consume():
             return [book.title async for book in stream]
+
         titles = yield consume()
     else:
         titles = [book.title for book in stream]

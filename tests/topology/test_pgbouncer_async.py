@@ -117,9 +117,7 @@ async def test_500_tasks_through_5_server_connections(bouncer):
             return "written"
         if kind == 2:
             async with atomic(using=BOUNCER):
-                book = await Book.vinyl.using(BOUNCER).select_for_update().get(
-                    pk=books[author.pk]
-                )
+                book = await Book.vinyl.using(BOUNCER).select_for_update().get(pk=books[author.pk])
                 await Book.vinyl.using(BOUNCER).filter(pk=book.pk).update(pages=F("pages") - 1)
             return "taken"
         return str(await Book.vinyl.using(BOUNCER).filter(author=author).count())
@@ -131,8 +129,10 @@ async def test_500_tasks_through_5_server_connections(bouncer):
     assert len(results) == 500
     assert results.count("written") == 125 and results.count("taken") == 125
     assert await Book.vinyl.using(PRIMARY).filter(title__startswith="new").count() == 125
-    stock = await Book.vinyl.using(PRIMARY).filter(title__startswith="stock").values_list(
-        "pages", flat=True
+    stock = (
+        await Book.vinyl.using(PRIMARY)
+        .filter(title__startswith="stock")
+        .values_list("pages", flat=True)
     )
     assert sum(stock) == 10 * 1000 - 125
     assert watch.samples > 0

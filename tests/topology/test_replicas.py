@@ -263,8 +263,10 @@ def test_replica_down_streams_fall_back_to_the_primary(down_replica):
     with use_router(replicas=[down_replica], down_seconds=30):
         stream = Author.vinyl.order_by("pk").iterator(chunk_size=2)
         if is_async():
+
             async def consume():
                 return [a.name async for a in stream]
+
             names = yield consume()
         else:
             names = [a.name for a in stream]

@@ -26,6 +26,7 @@ from django.db.models.sql.constants import (
     SINGLE,
 )
 
+from ..compat import mirrors
 from ..db.connection import (
     ALL_ROWS,
     CONNECT_ERRORS,
@@ -74,6 +75,7 @@ class VinylCompilerMixin:
             return super().execute_sql(result_type, chunked_fetch, chunk_size)
         return self.vinyl_execute_sql(result_type, chunk_size=chunk_size)
 
+    @mirrors("django.db.models.sql.compiler:SQLCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -128,6 +130,7 @@ class VinylCompilerMixin:
             return value[: self.col_count]
         return value
 
+    @mirrors("django.db.models.sql.query:Query.get_aggregation")
     def vinyl_aggregation(self, row: Any) -> dict[str, Any]:
         """Return what ``Query.get_aggregation`` returns once this, its query, answered *row*.
 
@@ -156,6 +159,7 @@ class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
             return answer(self, (returning_fields,))
         return self.vinyl_execute_sql(returning_fields)
 
+    @mirrors("django.db.models.sql.compiler:SQLInsertCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(self, returning_fields=None):
         """Run the INSERT statements; return the RETURNING rows, converted (as Django does)."""

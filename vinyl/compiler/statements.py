@@ -15,6 +15,7 @@ from django.db.models import sql
 from django.db.models.query import QuerySet
 from django.db.models.sql.constants import ROW_COUNT
 
+from ..compat import mirrors
 from ..db.connection import ALL_ROWS, prepare, run
 from ..db.transaction import in_atomic
 from ..db.wrapper import sql_connection
@@ -25,6 +26,7 @@ from .replay import call_with_io
 __all__ = ["insert_objs", "update_query", "update_returning"]
 
 
+@mirrors("django.db.models.query:QuerySet._insert")
 def insert_objs(
     model: Any,
     objs: list[Any],
@@ -57,6 +59,7 @@ def update_query(query: Any, using: str) -> Any:
     return _row_count(compiler.vinyl_execute_sql(ROW_COUNT))
 
 
+@mirrors("django.db.models.sql.compiler:SQLUpdateCompiler.execute_sql")
 @maybe_async
 def _update_with_parents(query: Any, using: str):
     # SQLUpdateCompiler.execute_sql() with related updates. Its as_sql() selects the ids to
@@ -93,6 +96,7 @@ def _row_count(value: Any):
     return (yield value) or 0
 
 
+@mirrors("django.db.models.query:QuerySet._update")
 @maybe_async
 def update_returning(queryset: QuerySet, values: list[Any], returning_fields: Any = None):
     """Django's ``QuerySet._update(values, returning_fields)``, maybe-async.

@@ -48,6 +48,7 @@ __all__ = [
 ALL_ROWS = "all_rows"
 DESCRIBED = "described"
 
+
 class SyncHandle:
     """Django's own connection for the alias."""
 

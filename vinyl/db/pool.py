@@ -33,6 +33,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..compat import mirrors
 from ..futures.shields import shielded
 from .wrapper import sql_connection
 
@@ -79,9 +80,7 @@ async def _close_at_shutdown(pools: _Pools) -> None:
                         await conn.close()
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = (
-    weakref.WeakKeyDictionary()
-)
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
 _by_loop_lock = threading.Lock()
 
 
@@ -97,7 +96,9 @@ def _loop_pools() -> _Pools:
 
 
 def _pool_options(alias: str, settings_dict: dict[str, Any]) -> dict[str, Any]:
-    check = AsyncConnectionPool.check_connection if settings_dict.get("CONN_HEALTH_CHECKS") else None
+    check = (
+        AsyncConnectionPool.check_connection if settings_dict.get("CONN_HEALTH_CHECKS") else None
+    )
     options = {**DEFAULT_POOL, "check": check, **(settings_dict.get("VINYL") or {})}
     if options.get("max_size") is not None and options["max_size"] < options["min_size"]:
         options["min_size"] = options["max_size"]
@@ -111,6 +112,7 @@ def begin_statement(alias: str) -> str:
     return "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
 
 
+@mirrors("django.db.backends.postgresql.base:DatabaseWrapper.get_new_connection")
 def _isolation_level(alias: str, settings_dict: dict[str, Any]) -> IsolationLevel | None:
     value = settings_dict["OPTIONS"].get("isolation_level")
     if value is None:
@@ -124,6 +126,7 @@ def _isolation_level(alias: str, settings_dict: dict[str, Any]) -> IsolationLeve
         ) from None
 
 
+@mirrors("django.contrib.postgres.signals:register_type_handlers")
 async def _register_contrib_postgres_types(conn: psycopg.AsyncConnection) -> None:
     """Load hstore as dict and citext[] as list, as django.contrib.postgres does on Django's
     connections (its connection_created receiver, which async connections never reach)."""
@@ -137,6 +140,10 @@ async def _register_contrib_postgres_types(conn: psycopg.AsyncConnection) -> Non
             TypeInfo("citext", 0, array_oid).register(conn)
 
 
+@mirrors(
+    "django.db.backends.postgresql.base:DatabaseWrapper.get_connection_params",
+    "django.db.backends.postgresql.base:DatabaseWrapper._configure_connection",
+)
 async def _make_pool(alias: str) -> AsyncConnectionPool:
     wrapper = sql_connection(alias)
     settings_dict = wrapper.settings_dict

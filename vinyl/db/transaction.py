@@ -36,6 +36,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models.query import QuerySet
 from django.db.transaction import TransactionManagementError
 
+from ..compat import mirrors
 from ..flags import is_async
 from ..futures import ready
 from ..futures.shields import guard, shielded
@@ -168,6 +169,7 @@ class Pin:
         return f"vinyl_s{self._next_sid}"
 
 
+@mirrors("django.db.backends.base.base:BaseDatabaseWrapper.run_and_clear_commit_hooks")
 async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool]]) -> None:
     for _, func, robust in callbacks:
         try:
@@ -218,6 +220,7 @@ class Atomic:
         self._django.__exit__(exc_type, exc, tb)
 
     # -- async mode: a pinned pooled connection --------------------------------------------
+    @mirrors("django.db.transaction:Atomic.__enter__")
     async def __aenter__(self) -> Self:
         if not is_async():
             raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
@@ -263,6 +266,7 @@ class Atomic:
         self._frames.setdefault(task, []).append((pin, None))
         return self
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -290,6 +294,7 @@ class Atomic:
             callbacks, pin.run_on_commit = pin.run_on_commit, []
             await _run_callbacks(callbacks)
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def _exit_savepoint(self, pin: Pin, success: bool, task: Any) -> None:
         sid = pin.savepoint_ids.pop()
         if success and not pin.needs_rollback:
@@ -316,6 +321,7 @@ class Atomic:
             pin.needs_rollback = True
         pin.run_on_commit = [item for item in pin.run_on_commit if sid not in item[0]]
 
+    @mirrors("django.db.transaction:Atomic.__exit__")
     async def _exit_outermost(self, pin: Pin, success: bool, task: Any) -> bool:
         """End the transaction; return whether it committed."""
         try:
@@ -407,6 +413,7 @@ def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> 
     return Atomic(using, savepoint, durable)
 
 
+@mirrors("django.db.backends.base.base:BaseDatabaseWrapper.on_commit")
 def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = False) -> Any:
     """Run *func* after the current transaction commits (at once outside a transaction).
 
@@ -445,6 +452,7 @@ def set_rollback(rollback: bool, using: str | None = None) -> None:
     _require_pin(alias, "set_rollback").needs_rollback = rollback
 
 
+@mirrors("django.db.transaction:mark_for_rollback_on_error")
 @contextmanager
 def mark_for_rollback_on_error(using: str | None = None) -> Iterator[None]:
     """Mark the current transaction for rollback if the block raises, as Django's (both modes).

@@ -21,6 +21,7 @@ from django.db.models import signals, sql
 from django.db.models.deletion import Collector
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS, ROW_COUNT
 
+from ..compat import mirrors
 from ..compiler.compilers import compiler_for
 from ..compiler.replay import call_with_io
 from ..compiler.statements import update_query
@@ -48,6 +49,7 @@ def _execute(query: Any, using: str, result_type: str) -> Any:
     return compiler.vinyl_execute_sql(result_type)
 
 
+@mirrors("django.db.models.sql.subqueries:DeleteQuery.delete_batch")
 @maybe_async
 def _delete_batch(model: Any, pk_list: list[Any], using: str):
     # DeleteQuery.delete_batch(): one DELETE per chunk of pks.
@@ -62,6 +64,7 @@ def _delete_batch(model: Any, pk_list: list[Any], using: str):
     return num_deleted
 
 
+@mirrors("django.db.models.query:QuerySet._raw_delete")
 @maybe_async
 def _raw_delete(queryset: Any, using: str):
     # QuerySet._raw_delete(): one DELETE of what the queryset selects.
@@ -70,6 +73,7 @@ def _raw_delete(queryset: Any, using: str):
     return (yield _execute(query, using, ROW_COUNT)) or 0
 
 
+@mirrors("django.db.models.sql.subqueries:UpdateQuery.update_batch")
 @maybe_async
 def _update_batch(model: Any, pk_list: list[Any], values: dict[str, Any], using: str):
     # UpdateQuery.update_batch()
@@ -89,6 +93,7 @@ def _update_queryset(queryset: Any, values: dict[str, Any], using: str):
     return (yield update_query(query, using))
 
 
+@mirrors("django.db.models.deletion:Collector.delete")
 @maybe_async
 def delete_collected(collector: Collector):
     """Delete what *collector* collected, as ``Collector.delete()``; ``(count, {label: n})``."""

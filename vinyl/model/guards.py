@@ -24,6 +24,7 @@ from django.db.models.fields.related_descriptors import (
 )
 from django.db.models.query_utils import DeferredAttribute
 
+from ..compat import GENERIC_FOREIGN_KEY_DESCRIPTOR
 from ..compiler.tape import _tape
 from ..flags import is_async
 from .errors import DeferredFieldNotLoaded, RelationNotLoaded
@@ -130,11 +131,13 @@ _GUARDED: dict[type, type] = {
     ForeignKeyDeferredAttribute: VinylForeignKeyDeferredAttribute,
 }
 
-try:  # Django >= 6.1 has a descriptor of its own for GenericForeignKey
-    from django.contrib.contenttypes.fields import GenericForeignKeyDescriptor
-except (ImportError, RuntimeError):  # pragma: no cover - Django 5.2 or no contenttypes
-    GenericForeignKeyDescriptor = None
-else:
+GenericForeignKeyDescriptor: Any = None
+if GENERIC_FOREIGN_KEY_DESCRIPTOR:
+    try:
+        from django.contrib.contenttypes.fields import GenericForeignKeyDescriptor
+    except RuntimeError:  # pragma: no cover - django.contrib.contenttypes is not installed
+        pass
+if GenericForeignKeyDescriptor is not None:
 
     class VinylGenericForeignKeyDescriptor(GenericForeignKeyDescriptor):
         """Django's GenericForeignKey accessor that refuses to query in async mode."""

@@ -18,13 +18,14 @@ import inspect
 import sys
 from typing import Any
 
-from django.db import DatabaseError, router
+from django.db import router
 from django.db.models import ExpressionWrapper, IntegerField, Max, Model, Value
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_save, pre_save
 
+from ..compat import RETURNING_ON_SAVE, mirrors, not_updated_error
 from ..compiler.statements import insert_objs, update_returning
 from ..compiler.tape import SynchronousQueryError, _tape
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
@@ -45,17 +46,9 @@ __all__ = [
     "update",
 ]
 
-# Django >= 6.0: an UPDATE returns the values of expressions and generated fields it changed,
-# and an INSERT those of expressions; Django 5.2 leaves them unset.
-_RETURNING_ON_SAVE = hasattr(Model, "_assign_returned_values")
-
 # _save_table's answer when an update() found no row (instead of raising NotUpdated, which would
 # mark an enclosing transaction for rollback).
 _MISSING: Any = object()
-
-
-def _not_updated(obj: Any) -> type[Exception]:
-    return getattr(type(obj), "NotUpdated", DatabaseError)  # Django 5.2: DatabaseError
 
 
 @maybe_async
@@ -71,6 +64,7 @@ def save(
     yield _save(obj, force_insert, force_update, using, update_fields, False)
 
 
+@mirrors("django.db.models.base:Model.save")
 @maybe_async
 def _save(obj, force_insert, force_update, using, update_fields, missing_ok):
     # Model.save()
@@ -122,6 +116,7 @@ def _save(obj, force_insert, force_update, using, update_fields, missing_ok):
     )
 
 
+@mirrors("django.db.models.base:Model.save_base")
 @maybe_async
 def save_base(
     obj: Model,
@@ -199,6 +194,7 @@ def _save_tables(obj, cls, raw, force_insert, force_update, using, update_fields
     )
 
 
+@mirrors("django.db.models.base:Model._save_parents")
 @maybe_async
 def _save_parents(obj, cls, using, update_fields, force_insert, updated_parents, missing_ok):
     # Model._save_parents()
@@ -243,6 +239,7 @@ def _save_parents(obj, cls, using, update_fields, force_insert, updated_parents,
     return inserted
 
 
+@mirrors("django.db.models.base:Model._save_table")
 @maybe_async
 def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields, missing_ok):
     # Model._save_table(): an UPDATE if possible, else an INSERT, for one table.
@@ -280,7 +277,7 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
         ]
         forced_update = update_fields or force_update
         returning_fields = []
-        if _RETURNING_ON_SAVE:
+        if RETURNING_ON_SAVE:
             returning_fields = [
                 f
                 for f in meta.local_concrete_fields
@@ -292,16 +289,17 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
                 ):
                     returning_fields.append(field)
         filtered = as_vinyl(base_qs.filter(pk=obj._get_pk_val(meta)))
-        results = yield _do_update(obj, filtered, values, update_fields, forced_update,
-                                   returning_fields)
+        results = yield _do_update(
+            obj, filtered, values, update_fields, forced_update, returning_fields
+        )
         if updated := bool(results):
             _assign_returned_values(obj, results[0], returning_fields)
         elif missing_ok and (force_update or update_fields):
             return _MISSING
         elif force_update:
-            raise _not_updated(obj)("Forced update did not affect any rows.")
+            raise not_updated_error(type(obj))("Forced update did not affect any rows.")
         elif update_fields:
-            raise _not_updated(obj)("Save with update_fields did not affect any rows.")
+            raise not_updated_error(type(obj))("Save with update_fields did not affect any rows.")
     if not updated:
         if meta.order_with_respect_to:
             field = meta.order_with_respect_to
@@ -321,7 +319,7 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
             if not f.generated and (pk_set or f is not meta.auto_field)
         ]
         returning_fields = list(meta.db_returning_fields)
-        if _RETURNING_ON_SAVE:
+        if RETURNING_ON_SAVE:
             can_return = sql_connection(using).features.can_return_columns_from_insert
             for field in insert_fields:
                 value = getattr(obj, field.attname) if raw else field.pre_save(obj, add=True)
@@ -342,6 +340,7 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
     return updated
 
 
+@mirrors("django.db.models.base:Model._do_update")
 @maybe_async
 def _do_update(obj, filtered, values, update_fields, forced_update, returning_fields):
     # Model._do_update(): a list of returned rows ([()] for a matched row without any).
@@ -359,6 +358,7 @@ def _do_update(obj, filtered, values, update_fields, forced_update, returning_fi
     return (yield update_returning(filtered, values, returning_fields))
 
 
+@mirrors("django.db.models.base:Model._assign_returned_values")
 def _assign_returned_values(obj: Any, returned_values: Any, returning_fields: Any) -> None:
     fields = iter(returning_fields)
     for value, field in zip(returned_values, fields, strict=False):
@@ -402,6 +402,7 @@ def update(obj: Model, **fields: Any):
     return (yield _save(obj, False, False, using, names, True))
 
 
+@mirrors("django.db.models.base:Model.delete")
 @maybe_async
 def delete(obj: Model, using: str | None = None, keep_parents: bool = False):
     """Delete *obj* and what cascades from it, as ``Model.delete()``; ``(count, {label: n})``."""
@@ -415,6 +416,7 @@ def delete(obj: Model, using: str | None = None, keep_parents: bool = False):
     return (yield delete_collected(collector))
 
 
+@mirrors("django.db.models.base:Model.refresh_from_db")
 @maybe_async
 def refresh_from_db(
     obj: Model, using: str | None = None, fields: Any = None, from_queryset: Any = None

@@ -44,8 +44,9 @@ class _Snapshot:
                 if hasattr(value, "_state"):
                     todo.append(value)
             for qs in obj.__dict__.get("_prefetched_objects_cache", {}).values():
-                todo.extend(o for o in (getattr(qs, "_result_cache", None) or ()) if
-                            hasattr(o, "_state"))
+                todo.extend(
+                    o for o in (getattr(qs, "_result_cache", None) or ()) if hasattr(o, "_state")
+                )
 
     @staticmethod
     def _copy(attrs: dict) -> dict:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import django
 from django.db import NotSupportedError, connections, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
+from ..compat import FETCH_MODES, FIRST_LAST_KEEP_CLEARED_ORDERING, mirrors
 from ..compiler.query import VinylQuery
 from ..compiler.replay import call_with_io
 from ..compiler.tape import _tape
@@ -30,10 +30,6 @@ from .streaming import stream
 from .writes import QuerySetWrites
 
 __all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
-
-
-# Django 6.1's first()/last() keep an ordering cleared by order_by() instead of ordering by pk.
-_FIRST_LAST_KEEP_CLEARED_ORDERING = django.VERSION >= (6, 1)
 
 
 class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
@@ -94,6 +90,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         return super().__repr__()
 
     # -- terminal methods -------------------------------------------------------------------
+    @mirrors("django.db.models.query:QuerySet.get")
     @maybe_async
     def get(self, *args: Any, **kwargs: Any):
         """Return the single object matching the lookups, as ``QuerySet.get``."""
@@ -127,6 +124,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
             )
         )
 
+    @mirrors("django.db.models.query:QuerySet.first")
     @maybe_async
     def first(self):
         """Return the first object (ordering by pk if unordered), or None."""
@@ -139,6 +137,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         objs = head if isinstance(head, list) else (yield head._fetch())
         return objs[0] if objs else None
 
+    @mirrors("django.db.models.query:QuerySet.last")
     @maybe_async
     def last(self):
         """Return the last object (ordering by pk if unordered), or None."""
@@ -152,7 +151,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def _keeps_order(self) -> bool:
         return self.ordered or (
-            _FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
+            FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
         )
 
     def count(self) -> Any:
@@ -164,6 +163,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
             finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
         )
 
+    @mirrors("django.db.models.query:QuerySet.exists")
     @maybe_async
     def exists(self):
         """Return True if the queryset contains any result."""
@@ -188,14 +188,13 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
         """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""
-        return call_with_io(
-            lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name)
-        )
+        return call_with_io(lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name))
 
     def explain(self, *, format: str | None = None, **options: Any) -> Any:
         """Return the query plan as text, as ``QuerySet.explain``."""
         return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
 
+    @mirrors("django.db.models.query:QuerySet.iterator")
     def iterator(self, chunk_size: int | None = None) -> Any:
         """Stream the results through a server-side cursor, as ``QuerySet.iterator``.
 
@@ -222,6 +221,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         with async_mode():
             return self.iterator(chunk_size)
 
+    @mirrors("django.db.models.query:QuerySet.raw")
     def raw(
         self,
         raw_query: str,
@@ -230,14 +230,14 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         using: str | None = None,
     ) -> Any:
         """Return a VinylRawQuerySet, as ``QuerySet.raw``: ``await qs.raw(sql)`` in async mode."""
-        kwargs = {"fetch_mode": self._fetch_mode} if hasattr(self, "_fetch_mode") else {}
+        kwargs = {"fetch_mode": self._fetch_mode} if FETCH_MODES else {}
         qs = VinylRawQuerySet(
             raw_query,
             model=self.model,
             params=params,
             translations=translations,
             using=using or self.db,
-            **kwargs,  # Django >= 6.1
+            **kwargs,
         )
         qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
         return qs
@@ -251,6 +251,7 @@ for _name in (
     setattr(VinylQuerySet, f"a{_name}", native_a_method(_name))
 
 
+@mirrors("django.db.models.query:QuerySet._clone")
 def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
     if isinstance(queryset, VinylQuerySet):

@@ -17,6 +17,7 @@ from django.db import connections
 from django.db.models.query import RawQuerySet
 from django.db.models.sql.query import RawQuery
 
+from ..compat import mirrors
 from ..db.connection import DESCRIBED, run
 from ..flags import is_async
 from ..futures import maybe_async
@@ -50,6 +51,7 @@ class VinylRawQuery(RawQuery):
     def clone(self, using: str) -> VinylRawQuery:
         return VinylRawQuery(self.sql, using, params=self.params)
 
+    @mirrors("django.db.models.sql.query:RawQuery._execute_query")
     def adapted_params(self) -> Any:
         # Copied from RawQuery._execute_query(), where it is interleaved with the execution:
         # adapt parameters as much as possible, the target type being unknown (#17755).

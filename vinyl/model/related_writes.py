@@ -11,6 +11,7 @@ from django.db.models.query import QuerySet
 from django.db.models.signals import m2m_changed
 from django.db.models.utils import resolve_callables
 
+from ..compat import M2M_CHANGED_SENDS_RAW, mirrors
 from ..compiler.replay import call_with_io
 from ..db.transaction import in_atomic
 from ..futures import maybe_async
@@ -27,8 +28,7 @@ def _native(name: str) -> Any:
 
 
 def _m2m_raw(rel: Any) -> dict[str, Any]:
-    # Django >= 6.1 sends m2m_changed with raw=…; 5.2 does not.
-    return {"raw": False} if hasattr(rel, "_add_base") else {}
+    return {"raw": False} if M2M_CHANGED_SENDS_RAW else {}
 
 
 def _plain_queryset(rel: Any, db: str | None = None) -> Any:
@@ -84,6 +84,10 @@ class RelatedWrites:
         return rel
 
     # -- create & co --------------------------------------------------------------------------
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.create",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.create",
+    )
     @maybe_async
     def create(self, *, through_defaults: Any = None, **kwargs: Any):
         """Create a related object and relate it (``through_defaults``: many-to-many only)."""
@@ -116,6 +120,12 @@ class RelatedWrites:
 
     update_or_create.alters_data = True
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.get_or_create",
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.update_or_create",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.get_or_create",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.update_or_create",
+    )
     @maybe_async
     def _get_or_update(self, method: str, through_defaults: Any, kwargs: dict[str, Any]):
         rel = self.related
@@ -132,6 +142,10 @@ class RelatedWrites:
         return obj, created
 
     # -- add ----------------------------------------------------------------------------------
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.add",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.add",
+    )
     @maybe_async
     def add(self, *objs: Any, bulk: bool = True, through_defaults: Any = None):
         """Relate *objs* (reverse FK: one UPDATE with ``bulk``, else save() each)."""
@@ -176,6 +190,9 @@ class RelatedWrites:
 
     add.alters_data = True
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager._add_base",
+    )
     @maybe_async
     def _add_base(self, objs: Any, through_defaults: Any, db: str):
         rel = self.related
@@ -185,6 +202,9 @@ class RelatedWrites:
             yield self._add_items(rel.target_field_name, rel.source_field_name, objs,
                                   through_defaults, db)  # fmt: skip
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager._add_items",
+    )
     @maybe_async
     def _add_items(self, source_field_name, target_field_name, objs, through_defaults, db):
         rel = self.related
@@ -209,8 +229,9 @@ class RelatedWrites:
             )  # fmt: skip
             return None
         missing = yield call_with_io(
-            lambda: rel._get_missing_target_ids(source_field_name, target_field_name, db,
-                                                target_ids)  # fmt: skip
+            lambda: rel._get_missing_target_ids(
+                source_field_name, target_field_name, db, target_ids
+            )
         )
         signal = dict(sender=rel.through, instance=rel.instance, reverse=rel.reverse,
                       model=rel.model, pk_set=missing, using=db, **_m2m_raw(rel))  # fmt: skip
@@ -231,6 +252,10 @@ class RelatedWrites:
         return None
 
     # -- remove / clear -----------------------------------------------------------------------
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.remove",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.remove",
+    )
     @maybe_async
     def remove(self, *objs: Any, bulk: bool = True):
         """Unrelate *objs* (reverse FK: set the key to NULL; many-to-many: delete the rows)."""
@@ -276,6 +301,9 @@ class RelatedWrites:
 
     clear.alters_data = True
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager._clear",
+    )
     @maybe_async
     def _clear_fk(self, queryset: Any, bulk: bool):
         rel = self.related
@@ -295,6 +323,9 @@ class RelatedWrites:
         yield in_atomic(db, save_each)
         return None
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.clear",
+    )
     @maybe_async
     def _clear_m2m(self, db: str):
         rel = self.related
@@ -306,6 +337,9 @@ class RelatedWrites:
         yield as_vinyl(rel.through._default_manager.using(db).filter(filters)).delete()
         yield send(m2m_changed, action="post_clear", **signal)
 
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager._remove_items",
+    )
     @maybe_async
     def _remove_items(self, source_field_name, target_field_name, objs, db):
         rel = self.related
@@ -338,6 +372,10 @@ class RelatedWrites:
         yield send(m2m_changed, action="post_remove", **signal)
 
     # -- set ----------------------------------------------------------------------------------
+    @mirrors(
+        "django.db.models.fields.related_descriptors:create_reverse_many_to_one_manager.RelatedManager.set",
+        "django.db.models.fields.related_descriptors:create_forward_many_to_many_manager.ManyRelatedManager.set",
+    )
     @maybe_async
     def set(self, objs: Any, *, bulk: bool = True, clear: bool = False,
             through_defaults: Any = None):  # fmt: skip

@@ -26,6 +26,7 @@ from django.db.models.fields.related_descriptors import (
     ReverseOneToOneDescriptor,
 )
 
+from ..compat import FIELD_FETCH_BLOCKED, mirrors
 from ..compiler.replay import _Installed, call_with_io
 from ..compiler.tape import NeedsQuery, _tape
 from ..flags import is_async
@@ -35,11 +36,6 @@ from .guards import WouldQuery, probe
 from .prefetch import prefetch_related_objects
 from .queryset import VinylQuerySet, as_vinyl
 from .related_writes import RelatedWrites
-
-try:  # Django >= 6.1: fetch modes
-    from django.core.exceptions import FieldFetchBlocked
-except ImportError:  # pragma: no cover - Django 5.2
-    FieldFetchBlocked = None
 
 __all__ = [
     "DeferredFieldNotLoaded",
@@ -127,14 +123,14 @@ def _without_query(instance: Any, name: str) -> Any:
     try:
         with probe():
             return getattr(instance, name)
-    except WouldQuery:
+    except (WouldQuery, *FIELD_FETCH_BLOCKED):
         return _MISSING
-    except Exception as exc:
-        if FieldFetchBlocked is not None and isinstance(exc, FieldFetchBlocked):
-            return _MISSING
-        raise
 
 
+@mirrors(
+    "django.db.models.fields.related_descriptors:ForwardManyToOneDescriptor.__get__",
+    "django.db.models.fields.related_descriptors:ForwardManyToOneDescriptor.fetch_one",
+)
 @maybe_async
 def _fetch_forward(instance: Any, name: str, descriptor: Any):
     value = _without_query(instance, name)
@@ -150,6 +146,10 @@ def _fetch_forward(instance: Any, name: str, descriptor: Any):
     return obj
 
 
+@mirrors(
+    "django.db.models.fields.related_descriptors:ReverseOneToOneDescriptor.__get__",
+    "django.db.models.fields.related_descriptors:ReverseOneToOneDescriptor.fetch_one",
+)
 @maybe_async
 def _fetch_reverse_one(instance: Any, name: str, descriptor: Any):
     value = _without_query(instance, name)

@@ -33,6 +33,7 @@ from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
 from psycopg.errors import InvalidCursorName
 
+from ..compat import mirrors
 from ..db.connection import (
     CONNECT_ERRORS,
     AsyncHandle,
@@ -117,6 +118,7 @@ class _Stream:
                 self.handle = None
                 yield handle.release()
 
+    @mirrors("django.db.models.query:QuerySet._iterator")
     @maybe_async
     def next_chunk(self):
         """Fetch up to chunk_size rows and return their objects ([] once the cursor is done)."""
@@ -178,7 +180,6 @@ class _Stream:
         finally:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
-
 
     @maybe_async
     def _close_pinned(self, cursor: Any):
@@ -325,4 +326,3 @@ def stream(queryset: Any, chunk_size: int | None, server_side: bool) -> Any:
     if is_async():
         return AsyncStream(state)
     return _iterate_sync(state)
-

@@ -25,6 +25,12 @@ from django.db.models.functions import Cast
 from django.db.models.query import QuerySet
 from django.db.models.utils import resolve_callables
 
+from ..compat import (
+    BULK_CREATE_ORDER_WITH_RESPECT_TO,
+    BULK_CREATE_SPLITS_OBJS,
+    FETCH_MODES,
+    mirrors,
+)
 from ..compiler.replay import call_with_io
 from ..compiler.statements import insert_objs, update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
@@ -42,6 +48,7 @@ def _native(name: str) -> Any:
 class QuerySetWrites:
     """The write methods of VinylQuerySet (a base class; see the module docstring)."""
 
+    @mirrors("django.db.models.query:QuerySet.create")
     @maybe_async
     def create(self, **kwargs: Any):
         """Create an object, save it (one INSERT … RETURNING) and return it, as ``create()``."""
@@ -56,12 +63,13 @@ class QuerySetWrites:
         obj = self.model(**kwargs)
         self._for_write = True
         yield _save(obj, force_insert=True, using=self.db)
-        if hasattr(self, "_fetch_mode"):  # Django >= 6.1
+        if FETCH_MODES:
             obj._state.fetch_mode = self._fetch_mode
         return obj
 
     create.alters_data = True
 
+    @mirrors("django.db.models.query:QuerySet.get_or_create")
     @maybe_async
     def get_or_create(self, defaults: Any = None, **kwargs: Any):
         """Return ``(object, created)``, creating the object if needed, as ``get_or_create()``.
@@ -91,10 +99,9 @@ class QuerySetWrites:
     def _create_resolved(self, params: dict[str, Any]) -> Any:
         return self.create(**dict(resolve_callables(params)))
 
+    @mirrors("django.db.models.query:QuerySet.update_or_create")
     @maybe_async
-    def update_or_create(
-        self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
-    ):
+    def update_or_create(self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any):
         """Update the object matching *kwargs* with *defaults*, or create it; ``(obj, created)``.
 
         As Django's: in a transaction, the row locked with SELECT … FOR UPDATE.
@@ -138,6 +145,7 @@ class QuerySetWrites:
             yield _save(obj, using=self.db)
         return obj, False
 
+    @mirrors("django.db.models.query:QuerySet.update")
     @maybe_async
     def update(self, **kwargs: Any):
         """Update every row of the queryset; return the number of rows matched, as ``update()``.
@@ -181,6 +189,7 @@ class QuerySetWrites:
 
     update.alters_data = True
 
+    @mirrors("django.db.models.query:QuerySet.delete")
     @maybe_async
     def delete(self):
         """Delete the rows and what cascades from them; ``(count, {label: count})``.
@@ -208,6 +217,7 @@ class QuerySetWrites:
     delete.queryset_only = True
 
     # -- bulk operations ------------------------------------------------------------------------
+    @mirrors("django.db.models.query:QuerySet.bulk_create")
     @maybe_async
     def bulk_create(
         self,
@@ -228,8 +238,7 @@ class QuerySetWrites:
             raise ValueError("Batch size must be a positive integer.")
         opts = self.model._meta
         multi_table = any(
-            parent._meta.concrete_model is not opts.concrete_model
-            for parent in opts.all_parents
+            parent._meta.concrete_model is not opts.concrete_model for parent in opts.all_parents
         )
         if multi_table and (ignore_conflicts or update_conflicts):
             raise NotSupportedError(
@@ -271,9 +280,9 @@ class QuerySetWrites:
 
     def _split_for_bulk_create(self, objs: list[Any]) -> tuple[list[Any], list[Any]]:
         split = self._prepare_for_bulk_create(objs)
-        if split is not None:  # Django >= 6.0
+        if BULK_CREATE_SPLITS_OBJS:
             return split
-        with_pk, without_pk = [], []  # Django 5.2: pks were set where a default gives one
+        with_pk, without_pk = [], []  # pks were set where a default gives one
         for obj in objs:
             (with_pk if obj._is_pk_set() else without_pk).append(obj)
         return with_pk, without_pk
@@ -283,7 +292,7 @@ class QuerySetWrites:
         self, objs, with_pk, without_pk, batch_size, on_conflict, update_fields, unique_fields
     ):
         opts = self.model._meta
-        if hasattr(QuerySet, "_handle_order_with_respect_to") and opts.order_with_respect_to:
+        if BULK_CREATE_ORDER_WITH_RESPECT_TO and opts.order_with_respect_to:
             yield call_with_io(lambda: QuerySet._handle_order_with_respect_to(self, objs))
         fields = [f for f in opts.concrete_fields if not f.generated]
         if with_pk:
@@ -309,6 +318,7 @@ class QuerySetWrites:
                 obj._state.adding = False
                 obj._state.db = self.db
 
+    @mirrors("django.db.models.query:QuerySet._batched_insert")
     @maybe_async
     def _batched_insert(
         self, objs, fields, batch_size, on_conflict=None, update_fields=None,
@@ -319,23 +329,33 @@ class QuerySetWrites:
         ops = connections[self.db].ops
         max_batch_size = max(ops.bulk_batch_size(fields, objs), 1)
         batch_size = min(batch_size, max_batch_size) if batch_size else max_batch_size
-        if returning_fields is None and (
-            on_conflict is None or on_conflict == OnConflict.UPDATE
-        ):
+        if returning_fields is None and (on_conflict is None or on_conflict == OnConflict.UPDATE):
             returning_fields = model._meta.db_returning_fields
         batches = [objs[i : i + batch_size] for i in range(0, len(objs), batch_size)]
         if len(batches) > 1:
             return (
                 yield in_atomic(
-                    self.db, self._insert_batches, model, batches, fields, on_conflict,
-                    update_fields, unique_fields, returning_fields,
-                )  # fmt: skip
+                    self.db,
+                    self._insert_batches,
+                    model,
+                    batches,
+                    fields,
+                    on_conflict,
+                    update_fields,
+                    unique_fields,
+                    returning_fields,
+                )
             )
         return (
             yield self._insert_batches(
-                model, batches, fields, on_conflict, update_fields, unique_fields,
+                model,
+                batches,
+                fields,
+                on_conflict,
+                update_fields,
+                unique_fields,
                 returning_fields,
-            )  # fmt: skip
+            )
         )
 
     @maybe_async
@@ -347,10 +367,15 @@ class QuerySetWrites:
             rows.extend(
                 (
                     yield insert_objs(
-                        model, batch, fields, returning_fields=returning_fields or None,
-                        using=self.db, on_conflict=on_conflict, update_fields=update_fields,
+                        model,
+                        batch,
+                        fields,
+                        returning_fields=returning_fields or None,
+                        using=self.db,
+                        on_conflict=on_conflict,
+                        update_fields=update_fields,
                         unique_fields=unique_fields,
-                    )  # fmt: skip
+                    )
                 )
             )
         return rows
@@ -412,6 +437,7 @@ class QuerySetWrites:
             obj._state.adding = False
             obj._state.db = self.db
 
+    @mirrors("django.db.models.query:QuerySet.bulk_update")
     @maybe_async
     def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None):
         """Update *fields* of each object (a CASE per field and batch); the rows matched.
