@@ -94,7 +94,8 @@ def running_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     port = sock.getsockname()[1]
     fd = sock.fileno()
     stats = tempfile.TemporaryDirectory(prefix="vinyl-demo-stats-")
-    env = {**env, "DEMO_STATS_DIR": stats.name}
+    if workers > 1:  # the workers share their on_commit counts through files (demo/workers.py)
+        env = {**env, "DEMO_STATS_DIR": stats.name}
     command = [sys.executable, "-m", "demo", "serve", "--fd", str(fd), "--workers", str(workers)]
     proc = subprocess.Popen(command, pass_fds=[fd], env=env, cwd=ROOT)
     sock.close()  # the child holds the listening socket now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -19,15 +20,31 @@ def _folder() -> Path | None:
     return Path(folder) if folder else None
 
 
+# The django views' on_commit callbacks run in worker threads: one writer at a time.
+_lock = threading.Lock()
+
+
+def count(counts: Counter[str], key: str) -> None:
+    """Add one to ``counts[key]`` and publish the counts (thread-safe)."""
+    with _lock:
+        counts[key] += 1
+        _write(counts)
+
+
 def publish(counts: Counter[str]) -> None:
-    """Write this process's counts for the others to read (atomically: write, then rename)."""
+    """Write this process's counts for the other processes to read."""
+    with _lock:
+        _write(counts)
+
+
+def _write(counts: Counter[str]) -> None:
     folder = _folder()
     if folder is None:
         return
     path = folder / f"{os.getpid()}.json"
     scratch = path.with_suffix(".tmp")
     scratch.write_text(json.dumps(counts))
-    os.replace(scratch, path)
+    os.replace(scratch, path)  # readers see the old file or the new one, never half of one
 
 
 def collected(own: Counter[str]) -> dict[int, Counter[str]]:

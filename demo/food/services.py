@@ -41,8 +41,7 @@ class OutOfStock(OrderRejected):
 
 def notify_kitchen(order_id: int, source: str) -> None:
     """Tell the kitchen about a committed order (an ``on_commit`` callback)."""
-    KITCHEN_NOTIFIED[source] += 1
-    workers.publish(KITCHEN_NOTIFIED)  # for /stats, when several worker processes serve
+    workers.count(KITCHEN_NOTIFIED, source)  # shared with /stats of every worker process
     logger.debug("kitchen: order %s is in", order_id)
 
 
