@@ -74,10 +74,7 @@ class SyncHandle:
     def lost(self) -> bool:
         """Whether the connection died (outside a transaction), so a read may run elsewhere."""
         conn = self.wrapper.connection
-        if conn is None or not conn.broken or self.wrapper.in_atomic_block:
-            return False
-        self.wrapper.close()  # Django would reuse it until the request ends: reconnect next time
-        return True
+        return conn is not None and conn.broken and not self.wrapper.in_atomic_block
 
     def release(self) -> None:
         return None
@@ -195,7 +192,11 @@ def reacquire_read(handle: Any, error: BaseException):
     """
     if not handle.lost():
         return None
-    return (yield read_elsewhere(handle.alias, error))
+    instead = yield read_elsewhere(handle.alias, error)
+    if instead is not None and type(handle) is SyncHandle:
+        # Django would reuse the dead connection until the request ends: reconnect next time.
+        handle.wrapper.close()
+    return instead
 
 
 @maybe_async
