@@ -16,6 +16,7 @@ import datetime
 import gc
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from . import observe
 from . import settings as bench_settings
 from .settings import WORKLOADS
 
@@ -49,6 +51,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--health-checks",
         action="store_true",
         help="set CONN_HEALTH_CHECKS: vinyl's pool tests each connection before lending it",
+    )
+    parser.add_argument(
+        "--observe",
+        action="store_true",
+        help="measure what watching statements costs (vinyl.db.querylog; see bench/observe.py)",
+    )
+    parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="set OPTIONS['server_side_binding'] (Django's and vinyl's cursors bind on the server)",
+    )
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        metavar="N",
+        help="set OPTIONS['prepare_threshold']: with --server-side-binding, prepare a statement "
+        "after N runs on a connection (Django's default: never)",
     )
     parser.add_argument(
         "--only", metavar="WORKLOAD", action="append", help="run only these workloads"
@@ -151,6 +170,8 @@ class Bench:
             for s in (w.VinylAsync(), w.VinylSync(), w.DjangoSync(), w.DjangoAsync(),
                       w.PsycopgAsync(self.pool))
         }  # fmt: skip
+        if SYSTEMS == observe.SYSTEMS:
+            self.systems.update((v.name, v) for v in observe.variants(self.systems))
         self.counter = 0
 
     def close(self) -> None:
@@ -173,17 +194,18 @@ class Bench:
         impl = self.systems[system]
         start = self.counter
         self.counter += n * (bench_settings.CONCURRENT_TASKS if workload == "concurrent" else 1)
-        if impl.is_async:
+        with getattr(impl, "batch", contextlib.nullcontext)():
+            if impl.is_async:
 
-            async def timed() -> tuple[float, float]:
-                t0, c0 = time.perf_counter(), time.process_time()
-                await self.w.async_batch(impl, workload, start, n)
-                return time.perf_counter() - t0, time.process_time() - c0
+                async def timed() -> tuple[float, float]:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    await self.w.async_batch(impl, workload, start, n)
+                    return time.perf_counter() - t0, time.process_time() - c0
 
-            return self.loop.run_until_complete(timed())
-        t0, c0 = time.perf_counter(), time.process_time()
-        self.w.sync_batch(impl, workload, start, n, self.crew)
-        return time.perf_counter() - t0, time.process_time() - c0
+                return self.loop.run_until_complete(timed())
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.w.sync_batch(impl, workload, start, n, self.crew)
+            return time.perf_counter() - t0, time.process_time() - c0
 
     def one(self, system: str, workload: str, i: int) -> Any:
         impl = self.systems[system]
@@ -260,6 +282,10 @@ def measure(bench: Bench, workloads: list[str], args: argparse.Namespace) -> Res
     results = Results()
     for r in range(args.rounds):
         order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
+        if args.observe:
+            # A rotation keeps who runs after whom, and the first async batch after the sync
+            # ones runs slower: the variants compared here need every order.
+            order = random.Random(r).sample(SYSTEMS, len(SYSTEMS))
         for workload in workloads:
             for system in order:
                 n = sizes[workload, system]
@@ -280,23 +306,27 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
         f"ops/s, median of {args.rounds} interleaved rounds (Python {platform.python_version()}, "
         f"Django {django.get_version()}, psycopg {psycopg.__version__}, "
         f"{os.cpu_count()} CPUs; pool of {bench_settings.POOL_SIZE}"
-        f"{', vinyl with CONN_HEALTH_CHECKS' if args.health_checks else ''})",
+        f"{', vinyl with CONN_HEALTH_CHECKS' if args.health_checks else ''}"
+        f"{', server-side binding' if args.server_side_binding else ''}"
+        f"{f', prepare_threshold={args.prepare_threshold}' if args.prepare_threshold is not None else ''})",
         "",
-        "".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS),
+        "".ljust(width) + "".join(f"{s:>17}" for s in SYSTEMS),
     ]
     for w in workloads:
         lines.append(
-            labels[w].ljust(width) + "".join(f"{results.rate(w, s):>15,.0f}" for s in SYSTEMS)
+            labels[w].ljust(width) + "".join(f"{results.rate(w, s):>17,.0f}" for s in SYSTEMS)
         )
     spread = max(results.spread(w, s) for w in workloads for s in SYSTEMS)
     lines += [f"(largest spread of a cell's rounds, (max - min) / median: {spread:.0%})", ""]
-    lines.append("client CPU us/op".ljust(width) + "".join(f"{s:>15}" for s in SYSTEMS))
+    lines.append("client CPU us/op".ljust(width) + "".join(f"{s:>17}" for s in SYSTEMS))
     for w in workloads:
         lines.append(
-            labels[w].ljust(width) + "".join(f"{results.cpu_us(w, s):>15,.0f}" for s in SYSTEMS)
+            labels[w].ljust(width) + "".join(f"{results.cpu_us(w, s):>17,.0f}" for s in SYSTEMS)
         )
     lines.append("")
 
+    if args.observe:
+        return "\n".join(lines + observe_ratios(results, workloads, width))
     columns = [
         ("vinyl async", "django sync"),
         ("vinyl async", "django async"),
@@ -331,6 +361,28 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
     return "\n".join(lines)
 
 
+def observe_ratios(results: Results, workloads: list[str], width: int) -> list[str]:
+    labels = dict(WORKLOADS)
+    heads = [f"{a} / {b}" for a, b in observe.RATIOS]
+    lines = ["ops/s ratios".ljust(width) + "".join(f"{h:>36}" for h in heads)]
+    for w in workloads:
+        lines.append(
+            labels[w].ljust(width)
+            + "".join(
+                f"{results.rate(w, a) / results.rate(w, b):>35.3f}x" for a, b in observe.RATIOS
+            )
+        )
+    lines.append("CPU us/op ratios".ljust(width) + "".join(f"{h:>36}" for h in heads))
+    for w in workloads:
+        lines.append(
+            labels[w].ljust(width)
+            + "".join(
+                f"{results.cpu_us(w, a) / results.cpu_us(w, b):>35.3f}x" for a, b in observe.RATIOS
+            )
+        )
+    return lines
+
+
 def profile(bench: Bench, workload: str, seconds: float = 3.0) -> None:
     n = bench.calibrate("vinyl async", workload, seconds)
     try:
@@ -360,9 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     for workload in [*workloads, *([args.profile] if args.profile else [])]:
         if workload not in keys:
             sys.exit(f"Unknown workload {workload!r}; choose from {', '.join(keys)}.")
+    if args.observe:
+        global SYSTEMS
+        SYSTEMS = observe.SYSTEMS
     began = time.perf_counter()
     with server_url() as url, bench_database(url):
-        bench_settings.configure(url, check=args.health_checks)
+        bench_settings.configure(
+            url,
+            check=args.health_checks,
+            server_side_binding=args.server_side_binding,
+            prepare_threshold=args.prepare_threshold,
+        )
         create_schema()
         bench = Bench()
         try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-DATABASE_NAME = "vinyl_bench"
+DATABASE_NAME = os.environ.get("VINYL_BENCH_DB", "vinyl_bench")
 POOL_SIZE = 10
 AUTHORS = 100
 BOOKS_PER_AUTHOR = 100
@@ -24,11 +25,14 @@ WORKLOADS = [
 ]
 
 
-def database(url: str, name: str = DATABASE_NAME, check: bool = False) -> dict[str, Any]:
+def database(
+    url: str, name: str = DATABASE_NAME, check: bool = False, **options: Any
+) -> dict[str, Any]:
     """Django's DATABASES entry for database *name* on the server of *url*.
 
     *check* sets CONN_HEALTH_CHECKS, with which vinyl's pool tests each connection it lends (one
-    round trip); raw psycopg's pool in the benchmark makes no such test.
+    round trip); raw psycopg's pool in the benchmark makes no such test. *options* go to OPTIONS
+    (``server_side_binding``, ``prepare_threshold``: Django's and vinyl's alike).
     """
     pool: dict[str, Any] = {"min_size": POOL_SIZE, "max_size": POOL_SIZE, "timeout": 30}
     parts = urlsplit(url)
@@ -42,17 +46,28 @@ def database(url: str, name: str = DATABASE_NAME, check: bool = False) -> dict[s
         # vinyl's async pool: the same size as the raw psycopg pool it is compared with.
         "VINYL": pool,
         "CONN_HEALTH_CHECKS": check,
+        "OPTIONS": options,
     }
 
 
-def configure(url: str, check: bool = False) -> None:
+def configure(
+    url: str,
+    check: bool = False,
+    server_side_binding: bool = False,
+    prepare_threshold: int | None = None,
+) -> None:
     """Configure Django for the benchmark database on the server of *url* and set it up."""
+    options: dict[str, Any] = {}
+    if server_side_binding:
+        options["server_side_binding"] = True
+    if prepare_threshold is not None:
+        options["prepare_threshold"] = prepare_threshold
     import django
     from django.conf import settings
 
     settings.configure(
         DEBUG=False,  # no query log
-        DATABASES={"default": database(url, check=check)},
+        DATABASES={"default": database(url, check=check, **options)},
         INSTALLED_APPS=["bench"],
         USE_TZ=True,
         TIME_ZONE="Europe/Amsterdam",

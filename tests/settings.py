@@ -34,6 +34,13 @@ DATABASES["reliability"] = {
     "CONN_HEALTH_CHECKS": True,  # idle connections killed on the server are replaced on checkout
     "TEST": {"MIRROR": "default"},
 }
+# The same test database with server-side binding and every statement prepared at its first
+# execution (tests/scenarios/test_server_binding.py).
+DATABASES["prepared"] = {
+    **database_from_url(os.environ["DATABASE_URL"]),
+    "OPTIONS": {"server_side_binding": True, "prepare_threshold": 0},
+    "TEST": {"MIRROR": "default"},
+}
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",

@@ -12,6 +12,11 @@ Enable it with ``-p vinyl.testing`` (or ``pytest_plugins = ["vinyl.testing"]``).
 runs the body twice: once in sync mode (driven eagerly in the test's thread) and once in async
 mode (a coroutine on anyio's asyncio runner). Declare a ``vinyl_mode`` argument to learn which.
 After each async run the pools of that event loop are closed, so no connection outlives its loop.
+
+Query counts that work in async tests too (see vinyl.querycount): the fixtures
+``vinyl_assert_num_queries`` and ``vinyl_assert_max_num_queries`` (pytest-django's
+``django_assert_num_queries`` and ``django_assert_max_num_queries``), ``CaptureQueriesContext``
+(Django's) and ``AssertNumQueriesMixin`` (``TestCase.assertNumQueries``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from .db.pool import close_pools
 from .flags import async_mode, sync_mode
 from .futures.driver import _drive_async, _drive_sync
 
-__all__ = ["both_modes"]
+# Query counts for async tests too (vinyl.querycount); the two fixtures are this plugin's.
+from .querycount import (  # noqa: F401
+    AssertNumQueriesMixin,
+    CaptureQueriesContext,
+    vinyl_assert_max_num_queries,
+    vinyl_assert_num_queries,
+)
+
+__all__ = ["AssertNumQueriesMixin", "CaptureQueriesContext", "both_modes"]
 
 MODES = ("sync", "async")
 

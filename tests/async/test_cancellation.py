@@ -14,45 +14,12 @@ from django.db import connection as django_connection
 from django.db.transaction import TransactionManagementError
 
 from tests.pools import pool_settled
-from tests.scenarios.test_transactions import Outside
 from vinyl import atomic
-from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
+from vinyl.connection import MULTI, NO_RESULTS, capture_queries, run
 from vinyl.db.pool import close_pools, get_pool
 from vinyl.db.wrapper import sql_connection
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def outside(django_pid):
-    sessions = Outside()
-    try:
-        yield sessions
-        stats = await pool_settled()
-        assert stats["pool_size"] <= stats["pool_max"]
-        assert sessions.sessions("idle in transaction") == 0
-        assert sessions.sessions("idle in transaction (aborted)") == 0
-        assert sessions.sessions("active") == 0  # no cancelled query still running
-        # Every pooled connection works, and none is left inside a transaction.
-        pool = await get_pool("default")
-        pids = await asyncio.gather(*(_status() for _ in range(pool.max_size)))
-        assert all(status == "idle" for status in pids)
-    finally:
-        await close_pools()
-        try:
-            sessions.wait_for_sessions_to_end(keep=[django_pid])
-        finally:
-            sessions.close()
-
-
-async def _status():
-    row = await run(
-        "default",
-        "SELECT CASE WHEN now() = statement_timestamp() THEN 'idle' ELSE 'in transaction' END",
-        None,
-        SINGLE,
-    )
-    return row[0]
 
 
 @pytest.fixture

@@ -14,29 +14,12 @@ from django.db import OperationalError
 from django.db.transaction import TransactionManagementError
 
 import vinyl
-from tests.pools import pool_settled
-from tests.scenarios.test_transactions import Boom, Outside
+from tests.scenarios.test_transactions import Boom
 from tests.testapp.models import Author, Book
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, acquire, run, run_on
-from vinyl.db.pool import close_pools
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def outside(django_pid):
-    sessions = Outside()
-    try:
-        yield sessions
-        await pool_settled()
-        assert sessions.sessions("idle in transaction") == 0
-    finally:
-        await close_pools()
-        try:
-            sessions.wait_for_sessions_to_end(keep=[django_pid])
-        finally:
-            sessions.close()
 
 
 def insert(name):

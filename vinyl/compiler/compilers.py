@@ -90,10 +90,11 @@ class VinylCompilerMixin:
             raise ValueError("vinyl streams through VinylQuerySet.iterator(), not CURSOR results")
         # The connection first, then the SQL: when tasks outnumber connections, a task that
         # waits for one has done no work yet, so the loop's time goes to the tasks that hold one
-        # (compiling first made a burst of tasks compile while results waited to be read).
+        # (compiling first made a burst of tasks compile while results waited to be read). The
+        # pool is open once a connection is in hand, so the SQL that depends on the server's
+        # version needs no prepare() here.
         alias = self.connection.alias
         try:
-            yield prepare(alias)
             handle = yield acquire(alias)
             if self.vinyl_reads:
                 connect_now(handle)

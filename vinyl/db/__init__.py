@@ -2,7 +2,10 @@
 
 Modules, lowest first (each imports only the ones before it; see tests/test_layering.py):
 
-* ``querylog``: ``capture_queries()``, the record of every statement vinyl runs;
+* ``querylog``: the hook every statement passes through: Django's SQL log, query list and execute
+  wrappers in async mode, ``execute_wrapper()`` and ``capture_queries()`` in both;
+* ``requestlog``: ``QueryLog`` (per context: per request) with its N+1 detector, and the ASGI
+  ``QueryLogMiddleware``;
 * ``pins``: which async transaction (``atomic()`` block) each task holds, per alias;
 * ``wrapper``: the compile-only DatabaseWrapper async mode compiles SQL against;
 * ``pool``: one psycopg ``AsyncConnectionPool`` per (alias, event loop);

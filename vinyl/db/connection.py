@@ -5,14 +5,16 @@ Sync mode runs on Django's own connection for the alias (``connections[alias]``)
 connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
 loop's pool for the duration of one operation (autocommit).
 
-Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`.
+Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`/
+:func:`run_on`; each statement passes through ``vinyl.db.querylog.observed`` (logging, Django's
+query list and execute wrappers in async mode, vinyl's watchers in both).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import psycopg
@@ -23,16 +25,19 @@ from psycopg.client_cursor import ClientCursorMixin
 
 from ..flags import is_async
 from ..futures import maybe_async
+from ..futures.driver import _Ready
 from ..futures.shields import guard, shielded
 from .pins import current_pin
 from .pool import get_pool, getconn
-from .querylog import log_query
+from .querylog import observed
 from .wrapper import compile_wrapper, sql_connection
 
 __all__ = [
     "ALL_ROWS",
+    "BUFFERED",
     "CURSOR",
     "DESCRIBED",
+    "MANY",
     "MULTI",
     "NO_RESULTS",
     "ROW_COUNT",
@@ -43,16 +48,21 @@ __all__ = [
     "run_on",
 ]
 
-# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING), and
-# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor.
+# Result kinds beyond Django's: every row of a statement that returns rows (RETURNING),
+# (cursor.description, every row) for raw SQL, whose columns are only known from the cursor, and
+# for vinyl.cursor(): (description, every row or None, rowcount) of one statement (BUFFERED) or of
+# executemany() with a list of parameter sequences (MANY).
 ALL_ROWS = "all_rows"
 DESCRIBED = "described"
+BUFFERED = "buffered"
+MANY = "many"
 
 
 class SyncHandle:
     """Django's own connection for the alias."""
 
     __slots__ = ("alias", "wrapper")
+    observed_by_django = True  # Django's cursor logs and wraps its statements (vinyl.db.querylog)
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -76,6 +86,9 @@ class SyncHandle:
         conn = self.wrapper.connection
         return conn is not None and conn.broken and not self.wrapper.in_atomic_block
 
+    def check_usable(self) -> None:
+        pass  # Django's cursor validates its connection's transaction itself
+
     def release(self) -> None:
         return None
 
@@ -85,12 +98,14 @@ class AsyncServerSideCursor(ClientCursorMixin, psycopg.AsyncServerCursor):
 
 
 _cursor_names = itertools.count(1)
+_RELEASED = _Ready(None)  # what release() of a pinned handle awaits: nothing
 
 
 class AsyncHandle:
     """A psycopg AsyncConnection lent to one operation: pooled, or a task's transaction."""
 
     __slots__ = ("alias", "conn", "pool", "pin", "wrapper")
+    observed_by_django = False
 
     def __init__(self, alias: str, conn: Any, pool: Any, pin: Any) -> None:
         self.alias = alias
@@ -107,10 +122,14 @@ class AsyncHandle:
         return self.conn.cursor()
 
     def chunked_cursor(self) -> Any:
-        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD.
-        return AsyncServerSideCursor(
-            self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False
+        # Runs inside a transaction (the pinned one, or the stream's own), so no WITH HOLD. The
+        # cursor class is Django's choice: client-side binding unless server_side_binding.
+        cls = (
+            psycopg.AsyncServerCursor
+            if self.wrapper.features.uses_server_side_binding
+            else AsyncServerSideCursor
         )
+        return cls(self.conn, name=f"_vinyl_cursor_{next(_cursor_names)}", scrollable=False)
 
     def failed(self) -> None:
         if self.pin is not None:
@@ -120,13 +139,18 @@ class AsyncHandle:
         """Whether the connection died (outside a transaction), so a read may run elsewhere."""
         return self.pin is None and self.conn.broken  # the pool discards it on release
 
-    async def release(self) -> None:
+    def check_usable(self) -> None:
+        """Raise as Django's ``validate_no_broken_transaction`` does (a held handle)."""
+        if self.pin is not None:
+            self.pin.check_usable()
+
+    def release(self) -> Awaitable[None]:
         if self.pin is not None:
             self.pin.leave()
-            return
+            return _RELEASED
         # Shielded: a cancelled task must still hand its connection back (the pool rolls back,
         # resets or discards it as its state requires).
-        await shielded(self.pool.putconn(self.conn))
+        return shielded(self.pool.putconn(self.conn))
 
 
 async def _acquire_async(alias: str) -> AsyncHandle:
@@ -235,21 +259,32 @@ def run(alias: str, sql: Any, params: Sequence[Any] | None, result: str = MULTI)
     return value
 
 
+def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI) -> Any:
+    """Run one statement on a handle already acquired (maybe-async; seen by db.querylog)."""
+    return observed(_execute, handle, sql, params, result)
+
+
 @maybe_async
-def run_on(handle: Any, sql: Any, params: Sequence[Any] | None, result: str = MULTI):
-    """Run one statement on a handle already acquired."""
-    log_query(sql, params)
+def _execute(handle: Any, sql: Any, params: Sequence[Any] | None, result: str):
     try:
         with handle.errors:
             cursor = handle.cursor()
             try:
-                yield guard(cursor.execute(sql, params))  # see guard(): cancellation
+                if result == MANY:
+                    statement = cursor.executemany(sql, params)
+                else:
+                    statement = cursor.execute(sql, params)
+                yield guard(statement)  # see guard(): cancellation
                 if result in (MULTI, ALL_ROWS):
                     value = yield cursor.fetchall()
                 elif result == SINGLE:
                     value = yield cursor.fetchone()
                 elif result == DESCRIBED:
                     value = (cursor.description, (yield cursor.fetchall()))
+                elif result in (BUFFERED, MANY):
+                    description = cursor.description
+                    rows = None if description is None else (yield cursor.fetchall())
+                    value = (description, rows, cursor.rowcount)
                 elif result == ROW_COUNT:
                     value = cursor.rowcount
                 else:

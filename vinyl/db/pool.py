@@ -39,6 +39,10 @@ from .wrapper import sql_connection
 
 __all__ = ["PoolExhausted", "begin_statement", "close_pools", "get_pool", "getconn"]
 
+TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
+# psycopg's timestamptz loader in its C version when psycopg_binary (or psycopg_c) is installed.
+_PsycopgTimestamptzLoader = psycopg.adapters.get_loader(TIMESTAMPTZ_OID, psycopg.pq.Format.TEXT)
+
 DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
 
 
@@ -140,6 +144,39 @@ async def _register_contrib_postgres_types(conn: psycopg.AsyncConnection) -> Non
             TypeInfo("citext", 0, array_oid).register(conn)
 
 
+# Valid while Django's loader is psycopg's plus ``.replace(tzinfo=timezone)``.
+@mirrors(
+    "django.db.backends.postgresql.psycopg_any:BaseTzLoader",
+    "django.db.backends.postgresql.psycopg_any:register_tzloader",
+)
+def _with_fast_timestamptz(context: psycopg.adapt.AdaptersMap) -> psycopg.adapt.AdaptersMap:
+    """Return a copy of Django's adapters whose timestamptz loader skips Django's Python step
+    when that step changes nothing.
+
+    Django loads timestamptz with psycopg's loader, then, in Python, for every value, replaces
+    the tzinfo with its connection's time zone (``BaseTzLoader``). Where the session's time zone,
+    as psycopg reads it when a result's loaders are made, *is* that tzinfo (Django keeps them
+    equal; ``USE_TZ`` gives UTC on both sides), psycopg's own loader returns the very same
+    datetimes, in C: this one returns it then, and Django's loader otherwise (``USE_TZ = False``,
+    or a ``SET TIME ZONE`` of the session), so values are always Django's.
+    """
+    django_loader = context.get_loader(TIMESTAMPTZ_OID, psycopg.pq.Format.TEXT)
+    django_tz = getattr(django_loader, "timezone", None)
+    if django_tz is None:
+        return context  # naive datetimes (USE_TZ = False), or not Django's loader
+
+    class TimestamptzLoader(django_loader):  # type: ignore[misc, valid-type]
+        def __new__(cls, oid: int, context: Any = None) -> Any:
+            conn = getattr(context, "connection", None)
+            if conn is not None and conn.info.timezone is django_tz:
+                return _PsycopgTimestamptzLoader(oid, context)
+            return django_loader(oid, context)
+
+    adapters = psycopg.adapt.AdaptersMap(context)
+    adapters.register_loader(TIMESTAMPTZ_OID, TimestamptzLoader)
+    return adapters
+
+
 @mirrors(
     "django.db.backends.postgresql.base:DatabaseWrapper.get_connection_params",
     "django.db.backends.postgresql.base:DatabaseWrapper._configure_connection",
@@ -148,6 +185,7 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
     wrapper = sql_connection(alias)
     settings_dict = wrapper.settings_dict
     kwargs = wrapper.get_connection_params()
+    kwargs["context"] = _with_fast_timestamptz(kwargs["context"])
     kwargs["autocommit"] = True
     server_binding = settings_dict["OPTIONS"].get("server_side_binding") is True
     kwargs["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor

@@ -42,7 +42,7 @@ from ..futures import ready
 from ..futures.shields import guard, shielded
 from .pins import current_pin, pin_task, unpin_task
 from .pool import begin_statement, getconn
-from .querylog import log_query
+from .querylog import observed
 from .wrapper import sql_connection
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ _CHILD: Any = object()
 
 class Pin:
     """One async transaction: its connection, savepoints, on_commit callbacks and lock."""
+
+    observed_by_django = False  # its statements are logged by vinyl.db.querylog
 
     def __init__(self, alias: str, conn: Any, pool: Any) -> None:
         self.alias = alias
@@ -127,6 +129,10 @@ class Pin:
                 "the end of the 'atomic' block."
             ) from self.rollback_exc
 
+    def check_usable(self) -> None:
+        """Raise if the block has ended or a failed statement awaits its rollback."""
+        self._check(True)
+
     def leave(self) -> None:
         if self._depth <= 0:
             return  # released by close(): an operation that outlived its block
@@ -154,10 +160,7 @@ class Pin:
         """
         await self.enter(check=False, task=task)
         try:
-            log_query(sql, None)
-            with sql_connection(self.alias).wrap_database_errors:
-                statement = self.conn.execute(sql)
-                await (statement if task is not None else guard(statement))
+            await observed(_execute_control, self, sql, None, task)
         except asyncio.CancelledError:
             self.failed()
             raise
@@ -167,6 +170,12 @@ class Pin:
     def new_savepoint_id(self) -> str:
         self._next_sid += 1
         return f"vinyl_s{self._next_sid}"
+
+
+async def _execute_control(pin: Pin, sql: str, params: None, task: Any) -> None:
+    with sql_connection(pin.alias).wrap_database_errors:
+        statement = pin.conn.execute(sql)
+        await (statement if task is not None else guard(statement))
 
 
 @mirrors("django.db.backends.base.base:BaseDatabaseWrapper.run_and_clear_commit_hooks")

@@ -24,7 +24,7 @@ import functools
 import inspect
 import warnings
 from collections.abc import Awaitable, Callable, Generator
-from types import GeneratorType
+from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
 from ..flags import is_async
@@ -199,30 +199,33 @@ class _Operation:
     of nested operations runs in one coroutine, with no coroutine and no await chain per level.
     """
 
-    __slots__ = ("_gen", "_children")
+    __slots__ = ("_gen", "_args", "_kwargs")
 
-    def __init__(self, gen: Generator[Any, Any, Any], children: tuple[Any, ...]) -> None:
+    def __init__(
+        self, gen: Generator[Any, Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         self._gen: Generator[Any, Any, Any] | None = gen
-        # Closed unstarted, it closes the awaitables it got as arguments.
-        self._children = children
+        # Closed unstarted, it closes the awaitables it got as arguments. (Kept as given: the
+        # drivers take the generator out without looking at them.)
+        self._args = args
+        self._kwargs = kwargs
 
     def _take(self) -> Generator[Any, Any, Any]:
         gen = self._gen
         if gen is None:
             raise RuntimeError("cannot reuse already awaited vinyl operation")
         self._gen = None
-        self._children = ()
         return gen
 
     def __await__(self) -> Generator[Any, None, Any]:
         return _drive_async(self._take()).__await__()
 
     def close(self) -> None:
-        gen, children = self._gen, self._children
-        self._gen, self._children = None, ()
+        gen = self._gen
+        self._gen = None
         if gen is not None:
             gen.close()
-            _discard_all(children)
+            _discard_all((*self._args, *self._kwargs.values()))
 
     def __del__(self) -> None:
         # Forgetting `await` is the user's bug: warn as Python does for a coroutine.
@@ -253,6 +256,11 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
                 value, error = gen.throw(error), None
         except StopIteration as stop:
             send, error = stop.value, None
+            if type(send) in _plain_types:  # the common case: a value, for the one below
+                if not waiting:
+                    return send
+                gen = waiting.pop()
+                continue
             try:
                 while True:  # as later() does; see maybe_async's docstring
                     if type(send) is _Operation:
@@ -279,17 +287,18 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
                 raise
             gen, send, error = waiting.pop(), None, exc
             continue
-        if type(value) is _Operation:
-            try:
-                inner = value._take()
-            except RuntimeError as exc:
-                send, error = None, exc
+        cls = type(value)
+        if cls is _Operation:
+            inner = value._gen
+            if inner is None:
+                send, error = None, RuntimeError("cannot reuse already awaited vinyl operation")
                 continue
+            value._gen = None
             waiting.append(gen)
             gen, send = inner, None
         elif value is None:
             send = None  # a step with nothing to wait for, e.g. prepare() once the pool is open
-        elif _isawaitable(value):
+        elif cls is CoroutineType or _isawaitable(value):
             try:
                 send = await value
             except BaseException as exc:  # cancellation included: the generator's finally runs
@@ -324,7 +333,7 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
             _discard_all((*args, *kwargs.values()))  # a bad call: nobody will await them
             raise
         if is_async():
-            return _Operation(gen, (*args, *kwargs.values()))
+            return _Operation(gen, args, kwargs)
         return _drive_sync(gen)
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]

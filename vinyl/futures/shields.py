@@ -1,6 +1,6 @@
 """Cancellation shields: clean-up and statements that a cancelled task must let finish.
 
-:func:`shielded` awaits a coroutine to its end whatever cancels the caller meanwhile (COMMIT,
+:func:`shielded` runs a coroutine to its end whatever cancels the caller meanwhile (COMMIT,
 ROLLBACK, handing a connection back to its pool); :func:`cancel_once` and :func:`guard` let a
 statement see one cancellation (psycopg then cancels it on the server) and hold back the rest
 until psycopg is done. Both run the coroutine in the calling task, with no task of their own.
@@ -13,7 +13,7 @@ import contextvars
 import functools
 import inspect
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import anyio
@@ -101,14 +101,15 @@ def _hold_cancellation(coro: Coroutine[Any, Any, T], passes: int) -> Generator[A
             scope.__exit__(None, None, None)
 
 
-async def shielded(coro: Coroutine[Any, Any, T]) -> T:
-    """Await *coro* to its end even if the calling task is cancelled meanwhile.
+def shielded(coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+    """Return an awaitable of *coro* that runs to its end even if the caller is cancelled.
 
     Clean-up that talks to the server (COMMIT, ROLLBACK, handing a connection back to its pool)
     must not stop halfway. A cancellation of the caller (``Task.cancel()``, ``asyncio.timeout``,
-    task groups, anyio's cancel scopes) is re-raised once *coro* has finished.
+    task groups, anyio's cancel scopes) is re-raised once *coro* has finished. (A plain function:
+    the awaitable is the holder itself, so a connection's release costs no coroutine of its own.)
     """
-    return await _hold_cancellation(coro, 0)
+    return _hold_cancellation(coro, 0)
 
 
 async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:

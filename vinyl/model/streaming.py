@@ -44,7 +44,7 @@ from ..db.connection import (
     run_on,
 )
 from ..db.pool import begin_statement
-from ..db.querylog import log_query
+from ..db.querylog import observed
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
 from ..futures.shields import guard, shielded
@@ -110,9 +110,7 @@ class _Stream:
             else:  # DISABLE_SERVER_SIDE_CURSORS: a client-side cursor, read in chunks
                 cursor = handle.cursor()
             self.cursor = cursor
-            log_query(sql, params)
-            with handle.errors:
-                yield guard(cursor.execute(sql, params))
+            yield observed(_declare, handle, sql, params, cursor)
         finally:
             if self.pinned:
                 self.handle = None
@@ -210,6 +208,12 @@ def _cursor_lost(exc: Exception, alias: str) -> str:
         f"PgBouncer, set DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = True, or iterate "
         "inside atomic()."
     )
+
+
+@maybe_async
+def _declare(handle: Any, sql: str, params: Any, cursor: Any):
+    with handle.errors:
+        yield guard(cursor.execute(sql, params))
 
 
 def _iterate_sync(state: _Stream) -> Iterator[Any]:
