@@ -30,16 +30,23 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def django_db_setup():
-    from django.test.utils import setup_databases, teardown_databases
+    from django.test.utils import (
+        setup_databases,
+        setup_test_environment,
+        teardown_databases,
+        teardown_test_environment,
+    )
 
+    # As Django's test runner and pytest-django do: vinyl then honours Django's test guards.
+    setup_test_environment()
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
     yield
     teardown_databases(old, verbosity=0)
+    teardown_test_environment()
 
 
-@pytest.fixture
-def db(django_db_setup):
-    """An empty database for each test (every test table truncated before the test)."""
+def truncate_test_tables():
+    """Empty every testapp table and restart its sequences."""
     from django.apps import apps
     from django.db import connection
 
@@ -53,6 +60,14 @@ def db(django_db_setup):
         cursor.execute(
             "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
         )
+
+
+@pytest.fixture
+def db(django_db_setup):
+    """An empty database for each test (every test table truncated before the test)."""
+    from django.db import connection
+
+    truncate_test_tables()
     yield
     connection.close()
 

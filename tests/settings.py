@@ -10,7 +10,10 @@ def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        # VINYL_DATABASE_NAME: a subprocess of a test run works on that run's test database.
+        "NAME": os.environ.get("VINYL_DATABASE_NAME")
+        or unquote(parts.path.lstrip("/"))
+        or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
@@ -41,11 +44,16 @@ DATABASES["prepared"] = {
     "OPTIONS": {"server_side_binding": True, "prepare_threshold": 0},
     "TEST": {"MIRROR": "default"},
 }
+# A database that is not PostgreSQL next to the others (tests/scenarios/test_databases.py):
+# async mode leaves it alone. The legacyapp models live there, and only they (tests.routers).
+DATABASES["legacy"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+DATABASE_ROUTERS = ["tests.routers.LegacyRouter"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.postgres",
     "tests.testapp",
+    "tests.legacyapp",
 ]
 USE_TZ = True
 TIME_ZONE = "Europe/Amsterdam"

@@ -16,6 +16,12 @@ Each ```python block is preceded by an HTML comment that says how it runs:
     with vinyl's own reading of the ``"VINYL"`` pool options;
 ``<!-- run: pytest -->``
     written to a test module under tests/ and run by pytest in a subprocess (it must pass);
+``<!-- run: project -->``
+    a file of a project made from nothing (any fenced language; the first line is a comment
+    naming its path, ``# shop/settings.py``). The page's project files are written to an empty
+    folder, with the PostgreSQL server given by ``PG*`` environment variables (``PGDATABASE`` a
+    name of this run), and ``python -m pytest`` runs there after the page's other blocks, with
+    the project's own configuration and no conftest of vinyl's (it must pass);
 ``<!-- run: skip (reason) -->``
     not run; at most ``MAX_SKIPS`` in the whole guide, and listed in the test's output.
 
@@ -41,11 +47,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide"
 PAGES = sorted(GUIDE.glob("*.md"))
 MAX_SKIPS = 3
-MODES = ("sync", "async", "models", "settings", "pytest", "skip")
+MODES = ("sync", "async", "models", "settings", "pytest", "project", "skip")
 
 BLOCK = re.compile(
     r"(?:<!--\s*run:\s*(?P<mode>[a-z]+)(?:\s*\((?P<reason>[^)]*)\))?\s*-->\s*\n)?"
     r"```python\n(?P<code>.*?)^```",
+    re.S | re.M,
+)
+PROJECT_FILE = re.compile(
+    r"<!--\s*run:\s*project\s*-->\s*\n```[a-z]*\n#\s*(?P<path>[\w./-]+)\n(?P<code>.*?)^```",
     re.S | re.M,
 )
 
@@ -147,6 +157,35 @@ def _run_pytest_block(code: str, where: str) -> None:
     assert " passed" in summary and "skipped" not in summary, f"{where}: {summary}"
 
 
+def _run_project(page: Path, tmp: Path) -> None:
+    """Write the page's project files to *tmp* and run pytest there (see the module docstring)."""
+    from urllib.parse import unquote, urlsplit
+
+    files = [(m.group("path"), m.group("code")) for m in PROJECT_FILE.finditer(page.read_text())]
+    if not files:
+        return
+    for path, code in files:
+        target = tmp / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(code)
+    url = urlsplit(os.environ["DATABASE_URL"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PG"))}
+    env.update(
+        PGHOST=url.hostname or "", PGPORT=str(url.port or 5432),
+        PGUSER=unquote(url.username or ""), PGPASSWORD=unquote(url.password or ""),
+        PGDATABASE=f"vinyl_guide_{os.getpid()}",
+    )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    where = f"docs/guide/{page.name} (project)"
+    assert result.returncode == 0, f"{where}: pytest failed\n{result.stdout}\n{result.stderr}"
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, f"{where}: {summary}"
+    assert "failed" not in summary and "error" not in summary, f"{where}: {summary}"
+
+
 async def _run_on_loop(compiled, namespace: dict) -> None:
     # Evaluated on the loop even without an await, so auto mode is async for the whole block.
     result = eval(compiled, namespace)
@@ -155,7 +194,7 @@ async def _run_on_loop(compiled, namespace: dict) -> None:
 
 
 @pytest.mark.parametrize("page", [p.name for p in PAGES])
-def test_page(page, db):
+def test_page(page, db, tmp_path):
     from vinyl import close_pools
 
     path = GUIDE / page
@@ -177,6 +216,7 @@ def test_page(page, db):
                 _check_settings(settings_ns, where)
             elif mode == "pytest":
                 _run_pytest_block(code, where)
+        _run_project(path, tmp_path)
     finally:
         try:
             runner.run(close_pools())

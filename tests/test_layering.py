@@ -64,6 +64,7 @@ LAYERS: dict[str, set[str]] = {
 PACKAGES: dict[str, list[str]] = {
     "vinyl.futures": ["driver", "shields"],
     "vinyl.db": [
+        "worker",
         "querylog",
         "requestlog",
         "pins",
@@ -72,6 +73,7 @@ PACKAGES: dict[str, list[str]] = {
         "connection",
         "transaction",
         "cursors",
+        "testdb",
     ],
     "vinyl.compiler": ["tape", "compilers", "replay", "query", "statements"],
     "vinyl.model": [
@@ -94,6 +96,13 @@ PACKAGES: dict[str, list[str]] = {
 
 # Function-level imports of vinyl modules, each with its reason (the source comments it too).
 LATE: dict[tuple[str, str], str] = {
+    ("vinyl.db.connection", "vinyl.db.testdb"): (
+        "in a test run only: joining the test's transaction builds a transaction Pin, and "
+        "transaction builds on connection"
+    ),
+    ("vinyl.db.transaction", "vinyl.db.testdb"): (
+        "in a test run only: testdb builds the test's Pin, so it comes after transaction"
+    ),
     ("vinyl.model.writes", "vinyl.model.instance"): (
         "QuerySet.create() saves the object and Model.save() updates through a queryset: a "
         "mutual recursion Django resolves by method dispatch"

@@ -120,6 +120,53 @@ async def test_cancelling_gather_cancels_its_children(loop_errors):
     ]
 
 
+class SlowToStop(Probe):
+    """A child that, cancelled, needs a while to clean up and then fails."""
+
+    async def stubborn(self, name, error, cleanup=0.2):
+        self.events.append(("start", name))
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            self.events.append(("cleaning", name))
+            await asyncio.shield(asyncio.sleep(cleanup))
+            self.events.append(("raise", name))
+            raise error from None
+
+
+async def test_gather_under_an_anyio_cancel_scope_waits_for_its_children(loop_errors):
+    """anyio delivers a scope's cancellation at every loop cycle: gather() must still wait for
+    each child and report a child's error instead of dropping it (issue 11)."""
+    import anyio
+
+    probe = SlowToStop()
+    with pytest.raises(ValueError, match="cleanup failed"):
+        with anyio.move_on_after(0.05):
+            await gather(probe.stubborn("a", ValueError("cleanup failed")), probe.slow("b"))
+    assert ("raise", "a") in probe.events
+    assert ("cancelled", "b") in probe.events
+
+
+async def test_gather_cancelled_by_task_cancel_waits_for_its_children(loop_errors):
+    probe = SlowToStop()
+    task = asyncio.ensure_future(gather(probe.stubborn("a", KeyError("late")), probe.slow("b")))
+    while len(probe.events) < 2:
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()  # twice, as anyio's scopes do
+    with pytest.raises(KeyError, match="late"):
+        await task
+    assert probe.events[-1] == ("raise", "a")
+
+
+async def test_gather_reports_every_failure(loop_errors):
+    probe = Probe()
+    with pytest.raises(ValueError, match="one") as info:
+        await gather(probe.fail("1", ValueError("one")), probe.fail("2", ValueError("two")))
+    assert any("two" in note for note in info.value.__notes__)
+
+
 async def test_later_closes_the_other_arguments_when_one_fails(no_unawaited):
     probe = Probe()
     called = []

@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from tests.reliability import test_bad_input, test_cancel_points, test_load, test_roundtrip
+from tests.reliability import (
+    test_bad_input,
+    test_cancel_points,
+    test_load,
+    test_roundtrip,
+    test_unreachable,
+)
 
 
 def _section() -> str:
@@ -24,5 +30,6 @@ def test_readme_quotes_the_asserted_figures():
         f"{test_bad_input.HUGE_IN:,}-value",
         f"{test_roundtrip.EXAMPLES} hypothesis examples",
         "rows lost 0",
+        f"in under {test_unreachable.FAST:g} s",
     ]:
         assert figure in text, figure

@@ -389,6 +389,19 @@ def test_on_commit_outside_a_transaction_runs_at_once(outside):
 
 
 @both_modes
+def test_on_commit_outside_a_transaction_needs_no_await(outside):
+    """Django's rule: outside a transaction the callback runs at once (issue 11: async mode
+    returned a coroutine, and without `await` the callback never ran)."""
+    calls = []
+    on_commit(lambda: calls.append("sync"))  # not awaited, not yielded
+    assert calls == ["sync"]
+    with pytest.raises(KeyError):
+        on_commit(lambda: {}["missing"])  # an error reaches the caller at once, as in Django
+    on_commit(lambda: {}["missing"], robust=True)  # logged
+    yield None
+
+
+@both_modes
 def test_on_commit_not_run_on_rollback_and_dropped_with_its_savepoint(outside):
     calls = []
 

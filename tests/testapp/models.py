@@ -287,3 +287,58 @@ class WSlugged(VinylModel):
     def save(self, *args, **kwargs):
         self.slug = self.title.lower().replace(" ", "-")
         return super().save(*args, **kwargs)
+
+
+# -- plain Django models with a VinylManager, whose save chain is customised (issue 11) ----------
+
+
+class ShoutingNote(models.Model):
+    """A plain model whose save() override changes what is saved."""
+
+    text = models.CharField(max_length=100)
+    objects = models.Manager()
+    vinyl = VinylManager()
+
+    def save(self, *args, **kwargs):
+        self.text = self.text.upper()
+        super().save(*args, **kwargs)
+
+
+INSERT_CALLS: list[str] = []
+
+
+class AuditedQuerySet(QuerySet):
+    def _insert(self, objs, fields, *args, **kwargs):
+        INSERT_CALLS.extend(obj.text for obj in objs)
+        return super()._insert(objs, fields, *args, **kwargs)
+
+
+class AuditedNote(VinylModel):
+    """A VinylModel whose base manager's _insert() is overridden."""
+
+    text = models.CharField(max_length=100)
+    audited = models.Manager.from_queryset(AuditedQuerySet)()
+
+    class Meta:
+        base_manager_name = "audited"
+
+
+# -- user code inside Django functions vinyl runs in async mode (issue 11, item 6) ---------------
+
+SET_CALLS: list[int] = []
+
+
+def counted_none():
+    """An on_delete=SET() callable that counts its calls."""
+    SET_CALLS.append(1)
+
+
+class CTarget(VinylModel):
+    name = models.CharField(max_length=50)
+
+
+class CRef(VinylModel):
+    set_by_callable = models.ForeignKey(
+        CTarget, models.SET(counted_none), null=True, related_name="set_refs"
+    )
+    cascade = models.ForeignKey(CTarget, models.CASCADE, null=True, related_name="cascade_refs")

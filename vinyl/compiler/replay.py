@@ -1,27 +1,34 @@
 """Run a Django function whose query sits in the middle of its logic, in async mode.
 
 Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
-``prefetch_related_objects``, ``QuerySet.in_bulk`` …). Rather than copy those functions, async mode
-*replays* them: the function runs with vinyl's compile-only connection installed for the thread;
-when it reaches a query whose answer is not known yet, the compiler raises :class:`NeedsQuery`;
-vinyl runs that query asynchronously, records the answer on a tape (keyed by SQL and parameters),
-and calls the function again from the start. Between two awaits nothing else runs on the loop, so
-the installed connection is never seen by another task.
+``prefetch_related_objects``, ``QuerySet.in_bulk``, ``Collector.collect`` …). Rather than copy
+those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker):
+vinyl's compile-only connections are installed for that thread, and when the function reaches a
+query, its compiler's ``execute_sql()`` hands the query to the calling task, which runs it on the
+event loop and hands back the rows (or raises the error where the query stood). So the function,
+and the user code inside it, runs exactly as often as in Django's own sync call, and no answer
+can ever be given to the wrong query.
 
-The functions replayed must be free of side effects other than the caches they fill. Sync mode
-calls them directly: there Django runs its own queries on its own connection.
+A function whose first query is its last step (``get_aggregation``, behind ``count()`` and
+``aggregate()``) needs no thread: it runs on the loop up to that query (the compiler raises
+:class:`NeedsQuery`), and the caller finishes from the answer (*finish*).
+
+Sync mode calls the functions directly: there Django runs its own queries on its own connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
 
-from ..db.wrapper import sql_connection
-from ..flags import is_async
+from ..db.worker import Call
+from ..db.wrapper import is_postgresql, sql_connection
+from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
+from ..futures.shields import shielded
 from . import compilers
 from .tape import _FINISH, NeedsQuery, _tape
 
@@ -29,18 +36,28 @@ __all__ = ["call_with_io"]
 
 
 class _Installed:
-    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread."""
+    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread.
+
+    Only on PostgreSQL aliases: the others (SQLite, MySQL, an empty ``default``) are left as
+    they are. Whatever happens, every alias installed is restored on exit.
+    """
 
     def __init__(self) -> None:
         self.saved: list[tuple[str, Any]] = []
 
     def __enter__(self) -> None:
-        for alias in connections.settings:
-            self.saved.append((alias, connections[alias]))
-            connections[alias] = sql_connection(alias)
+        try:
+            for alias in connections.settings:
+                if is_postgresql(alias):
+                    wrapper = sql_connection(alias)
+                    self.saved.append((alias, connections[alias]))
+                    connections[alias] = wrapper
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
-        for alias, previous in self.saved:
+        for alias, previous in reversed(self.saved):
             connections[alias] = previous
         self.saved.clear()
 
@@ -61,6 +78,8 @@ class _VinylCompilers:
 
     def __enter__(self) -> None:
         for alias in connections.settings:
+            if not is_postgresql(alias):
+                continue
             ops = connections[alias].ops
             if ops.compiler_module == _PG_COMPILERS:
                 self.saved.append((ops, ops._cache))  # the module ops.compiler() imported
@@ -72,20 +91,31 @@ class _VinylCompilers:
         self.saved.clear()
 
 
+@contextmanager
+def _in_worker(call: Any) -> Iterator[None]:
+    """The worker thread's setting: its queries go to *call*, vinyl compiles them (async mode)."""
+    tape, mode = _tape.set(call), set_async(True)
+    try:
+        with _Installed():
+            yield
+    finally:
+        reset_async(mode)
+        _tape.reset(tape)
+
+
 @maybe_async
 def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | None = None):
-    """Return ``func()``; in async mode, replay it until every query it makes is answered.
+    """Return ``func()``; in async mode, run it once with its queries run on the event loop.
 
     *finish* is for a function whose first query is its last step (``Query.get_aggregation``):
-    async mode then runs *func* once, up to that query, and returns ``finish(compiler, answer)``
-    instead of replaying it (one pass and one compilation instead of two and three).
+    async mode then runs *func* on the loop up to that query and returns
+    ``finish(compiler, answer)`` (no thread, one compilation).
     """
     if not is_async():
         with _VinylCompilers():
             return func()
-    tape: dict[Any, Any] = {} if finish is None else _FINISH
-    while True:
-        token = _tape.set(tape)
+    if finish is not None:
+        token = _tape.set(_FINISH)
         try:
             with _Installed():
                 return func()
@@ -94,6 +124,30 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
         finally:
             _tape.reset(token)
         result = yield need.compiler.vinyl_execute_sql(*need.args)
-        if finish is not None:
-            return finish(need.compiler, result)
-        tape[need.key] = result
+        return finish(need.compiler, result)
+    call = Call(func, _in_worker)
+    pending = None
+    try:
+        while True:
+            kind, payload = yield call.next()
+            if kind != "query":
+                break
+            compiler, args, pending = payload
+            try:
+                result = yield compiler.vinyl_execute_sql(*args)
+            except Exception as exc:
+                pending.set_exception(exc)  # raised where the query stood, as in Django
+            else:
+                pending.set_result(result)
+            pending = None
+    except GeneratorExit:
+        call.abandon(pending).close()  # closed unfinished: the thread unwinds on its own
+        raise
+    except BaseException:
+        # Cancelled while the function runs: let the thread unwind first, so no query of it
+        # outlives this call.
+        yield shielded(call.abandon(pending))
+        raise
+    if kind == "error":
+        raise payload
+    return payload

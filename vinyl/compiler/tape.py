@@ -1,9 +1,10 @@
-"""The replay tape: the answers of the queries a replayed Django function has asked so far.
+"""Who answers a query that Django's code asks synchronously in async mode (the "tape").
 
 While :func:`vinyl.compiler.replay.call_with_io` runs a Django function in async mode, a
-compiler's ``execute_sql()`` calls :func:`answer`: the recorded result of that query, or
-:class:`NeedsQuery` to have it run. Outside a replay, async mode has no tape and a synchronous
-query is an error (:class:`SynchronousQueryError`).
+compiler's ``execute_sql()`` calls :func:`answer`: in a worker thread, the calling task runs the
+query and hands back its result (vinyl.db.worker); on the loop (``count()``'s one query, or a
+probe), :class:`NeedsQuery` stops the function at the query. Outside those, async mode has no
+tape and a synchronous query is an error (:class:`SynchronousQueryError`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class SynchronousQueryError(RuntimeError):
 
 
 class NeedsQuery(BaseException):
-    """Raised inside a replayed function at a query whose answer is not on the tape yet.
+    """Raised inside a Django function, run on the loop, at a query it cannot answer there.
 
     A BaseException, so that Django's ``except Exception`` blocks let it through.
     """
@@ -31,20 +32,15 @@ class NeedsQuery(BaseException):
         self.compiler, self.args, self.key = compiler, args, key
 
 
-_tape: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
-    "vinyl_tape", default=None
-)
-# The tape of a call_with_io(func, finish): func's first query is its last, so it needs no key.
+# What answers a query: a worker Call (vinyl.db.worker), _FINISH, or a dict (a probe: a query
+# raises NeedsQuery unless it is known to be empty).
+_tape: contextvars.ContextVar[Any] = contextvars.ContextVar("vinyl_tape", default=None)
+# The tape of a call_with_io(func, finish): func's first query is its last.
 _FINISH: dict[Any, Any] = {}
 
 
-def _key(compiler: Any, args: tuple[Any, ...]) -> Any:
-    sql = compiler.as_sql()  # also sets up compiler.select & co. for the caller
-    return (repr(sql), repr(args))
-
-
 def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
-    """Return the recorded result of this query, or raise NeedsQuery (async mode only)."""
+    """Return the result of this query, or raise NeedsQuery (async mode only)."""
     tape = _tape.get()
     if tape is None:
         raise SynchronousQueryError(
@@ -54,15 +50,12 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
         )
     if tape is _FINISH:
         raise NeedsQuery(compiler, args, None)  # compiled once, by vinyl_execute_sql()
-    try:
-        key = _key(compiler, args)
-    except EmptyResultSet:
-        # No query to run: answer what Django's execute_sql() answers (an empty MULTI result,
-        # None otherwise) and let the replayed function carry on, e.g. count() of none() is 0.
-        return [] if args and args[0] == MULTI else None
-    if key in tape:
-        result = tape[key]
-        if args and args[0] == MULTI and isinstance(result, list):
-            return list(result)
-        return result
-    raise NeedsQuery(compiler, args, key)
+    if type(tape) is dict:
+        try:
+            compiler.as_sql()
+        except EmptyResultSet:
+            # No query to run: answer what Django's execute_sql() answers (an empty MULTI
+            # result, None otherwise) and let the function carry on.
+            return [] if args and args[0] == MULTI else None
+        raise NeedsQuery(compiler, args, None)
+    return tape.ask(compiler, args)

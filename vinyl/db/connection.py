@@ -27,7 +27,7 @@ from ..flags import is_async
 from ..futures import maybe_async
 from ..futures.driver import _Ready
 from ..futures.shields import guard, shielded
-from .pins import current_pin
+from .pins import current_pin, in_test_run
 from .pool import get_pool, getconn
 from .querylog import observed
 from .wrapper import compile_wrapper, sql_connection
@@ -154,6 +154,12 @@ class AsyncHandle:
 
 
 async def _acquire_async(alias: str) -> AsyncHandle:
+    if in_test_run():
+        # Django's guards and the test's transaction first. Late: testdb builds on
+        # transaction's Pin, which builds on this module (tests only).
+        from .testdb import prepare_in_tests
+
+        await prepare_in_tests(alias)
     pin = current_pin(alias)
     if pin is not None:
         await pin.enter()

@@ -9,12 +9,14 @@ run a statement on the block's connection, and the compile-only wrapper to answe
 from __future__ import annotations
 
 import contextvars
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from django.core import mail
 
 if TYPE_CHECKING:
     from .transaction import Pin
 
-__all__ = ["current_pin", "pin_task", "unpin_task"]
+__all__ = ["current_pin", "in_test_run", "pin_task", "test_block", "unpin_task"]
 
 _pins: contextvars.ContextVar[dict[str, Pin] | None] = contextvars.ContextVar(
     "vinyl_pins", default=None
@@ -22,9 +24,21 @@ _pins: contextvars.ContextVar[dict[str, Pin] | None] = contextvars.ContextVar(
 
 
 def current_pin(alias: str) -> Pin | None:
-    """Return the transaction pinned to the current task for *alias*, if any (async mode)."""
+    """Return the transaction pinned to the current task for *alias*, if any (async mode).
+
+    In a test run that may be the test's own transaction (vinyl.db.testdb), until it ends.
+    """
     pins = _pins.get()
-    return None if pins is None else pins.get(alias)
+    pin = None if pins is None else pins.get(alias)
+    if pin is not None and pin.session is not None and pin.test_transaction_ended():
+        return None
+    return pin
+
+
+def in_test_run() -> bool:
+    """Return whether Django's test environment is set up (``setup_test_environment()``, which
+    Django's test runner and pytest-django call; ``mail.outbox`` exists then)."""
+    return hasattr(mail, "outbox")
 
 
 def pin_task(alias: str, pin: Pin) -> contextvars.Token[dict[str, Pin] | None]:
@@ -34,3 +48,14 @@ def pin_task(alias: str, pin: Pin) -> contextvars.Token[dict[str, Pin] | None]:
 
 def unpin_task(token: contextvars.Token[dict[str, Pin] | None]) -> None:
     _pins.reset(token)
+
+
+def test_block(wrapper: Any) -> Any:
+    """Return the innermost atomic block a test opened on Django's connection *wrapper*
+    (``TestCase`` marks its blocks ``_from_testcase``), or None outside a test's transaction."""
+    if not wrapper.in_atomic_block or wrapper.connection is None:
+        return None
+    for block in reversed(wrapper.atomic_blocks):
+        if getattr(block, "_from_testcase", False):
+            return block
+    return None

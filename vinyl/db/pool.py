@@ -19,6 +19,7 @@ uses these pools: it runs on Django's own connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from typing import Any
@@ -35,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..compat import mirrors
 from ..futures.shields import shielded
-from .wrapper import sql_connection
+from .wrapper import compile_wrapper, sql_connection
 
 __all__ = ["PoolExhausted", "begin_statement", "close_pools", "get_pool", "getconn"]
 
@@ -43,11 +44,65 @@ TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
 # psycopg's timestamptz loader in its C version when psycopg_binary (or psycopg_c) is installed.
 _PsycopgTimestamptzLoader = psycopg.adapters.get_loader(TIMESTAMPTZ_OID, psycopg.pq.Format.TEXT)
 
-DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
+DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0, "reconnect_timeout": 0.0}
+# libpq waits 130 s for an unreachable host without connect_timeout: async mode's pools give up
+# after this many seconds unless DATABASES[alias]["OPTIONS"] sets connect_timeout.
+DEFAULT_CONNECT_TIMEOUT = 5
 
 
 class PoolExhausted(OperationalError):
     """No pooled connection became free within the pool's timeout."""
+
+
+class _Pool(AsyncConnectionPool):
+    """psycopg_pool's pool, failing its waiting clients at once when a connection can't be made.
+
+    psycopg_pool retries a failed connection attempt in the background (with growing delays)
+    and lets its clients wait for the pool's whole ``timeout``, then raises ``PoolTimeout``
+    without the server's message. A server that is down or refuses vinyl's parameters should
+    give Django's ``OperationalError`` with libpq's message as soon as libpq gives up (within
+    ``connect_timeout``), as Django's own connection does; so a failed attempt is handed to every
+    client waiting at that moment, and the next request tries again at once (``reconnect_timeout``
+    is 0 unless DATABASES[alias]["VINYL"] sets it).
+    """
+
+    vinyl_name: Any = None  # settings_dict["NAME"] when the pool was made
+
+    async def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            return await super()._connect(timeout)
+        except Exception as exc:
+            async with self._lock:
+                waiting = list(self._waiting)
+                self._waiting.clear()
+            for client in waiting:
+                await client.fail(exc)
+            raise
+
+
+class _ReportedToCallers(logging.Filter):
+    """Keep psycopg_pool from logging failed connection attempts of vinyl's pools.
+
+    vinyl raises them to the callers instead (see _Pool); a cancelled attempt (the loop
+    shutting down) is no error at all.
+    """
+
+    MESSAGES = frozenset(
+        {"error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec"}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.msg in self.MESSAGES
+            and isinstance(args, tuple)
+            and str(args[0]).startswith(POOL_NAME_PREFIX)
+        )
+
+
+POOL_NAME_PREFIX = "vinyl-"
+_log_filter = _ReportedToCallers()
+logging.getLogger("psycopg.pool").addFilter(_log_filter)
 
 
 class _Pools:
@@ -57,6 +112,7 @@ class _Pools:
         self.pools: dict[str, AsyncConnectionPool] = {}
         self.lock = asyncio.Lock()
         self.closer: asyncio.Task[None] | None = None
+        self.tests: Any = None  # vinyl.db.testdb's state in a test run
 
 
 async def _close_at_shutdown(pools: _Pools) -> None:
@@ -66,9 +122,15 @@ async def _close_at_shutdown(pools: _Pools) -> None:
     runner cancels the pool's workers, and a worker cancelled while connecting takes that for a
     failed connection attempt and tries again.
     """
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.get_running_loop().create_future()
+        await loop.create_future()
     finally:
+        # The entry refers to the loop (through its tasks and pools): drop it, or the weak
+        # mapping keeps every loop that ever opened a pool alive.
+        with _by_loop_lock:
+            if _by_loop.get(loop) is pools:
+                del _by_loop[loop]
         while pools.pools:
             _, pool = pools.pools.popitem()
             # The runner has cancelled the pool's workers too, so pool.close() stops with
@@ -187,6 +249,7 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
     kwargs = wrapper.get_connection_params()
     kwargs["context"] = _with_fast_timestamptz(kwargs["context"])
     kwargs["autocommit"] = True
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     server_binding = settings_dict["OPTIONS"].get("server_side_binding") is True
     kwargs["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
     timezone_name = wrapper.timezone_name
@@ -209,27 +272,26 @@ async def _make_pool(alias: str) -> AsyncConnectionPool:
             raise
 
     options = _pool_options(alias, settings_dict)
-    pool = AsyncConnectionPool(
+    pool = _Pool(
         kwargs=kwargs,
         configure=configure,
         open=False,
-        name=f"vinyl-{alias}",
+        name=f"{POOL_NAME_PREFIX}{alias}",
         **options,
     )
+    pool.vinyl_name = settings_dict["NAME"]  # see discard_stale_pool()
     try:
         await pool.open()
         if "pg_version" not in wrapper.__dict__:
-            async with pool.connection() as conn:
+            conn = await _checkout(alias, pool)
+            try:
                 wrapper.__dict__["pg_version"] = conn.info.server_version
-    except BaseException as exc:
+            finally:
+                await pool.putconn(conn)
+    except BaseException:
         # The creating task was cancelled (or the server is unreachable): nobody will ever see
         # this pool, so close it, or the connections it opened meanwhile leak.
         await shielded(pool.close())
-        if isinstance(exc, PoolTimeout):
-            raise OperationalError(
-                f"No connection to database {alias!r} could be made within {pool.timeout:g} s "
-                "(DATABASES[...]['VINYL']['timeout']); is its server up?"
-            ) from exc
         raise
     return pool
 
@@ -252,19 +314,47 @@ async def get_pool(alias: str) -> AsyncConnectionPool:
     return pool
 
 
+async def discard_stale_pool(alias: str) -> None:
+    """Close the loop's pool of *alias* if it connects to another database than the settings
+    name now (one opened before the test database was set up)."""
+    pool = _open_pool(alias)
+    if pool is not None and pool.vinyl_name != compile_wrapper(alias).settings_dict["NAME"]:
+        pools = _loop_pools()
+        if pools.pools.get(alias) is pool:
+            del pools.pools[alias]
+        await pool.close()
+
+
 async def getconn(alias: str) -> tuple[psycopg.AsyncConnection, AsyncConnectionPool]:
     pool = _open_pool(alias)  # no coroutine once the pool is open
     if pool is None:
         pool = await get_pool(alias)
-    try:
-        conn = await pool.getconn()
-    except PoolTimeout as exc:
-        raise PoolExhausted(
-            f"No connection of database {alias!r} became free within {pool.timeout:g} s "
-            f"(pool max_size={pool.max_size}). Raise DATABASES[{alias!r}]['VINYL']['max_size'] "
-            "or ['timeout'], or hold connections for less time."
-        ) from exc
-    return conn, pool
+    return await _checkout(alias, pool), pool
+
+
+async def _checkout(alias: str, pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
+    """``pool.getconn()``, with Django's errors: the server's own when it can't be reached."""
+    # Django's classes for psycopg's errors (libpq's message kept); PoolTimeout is one too, so
+    # it is told apart first.
+    with compile_wrapper(alias).wrap_database_errors:
+        try:
+            return await pool.getconn()
+        except PoolTimeout as exc:
+            raise _timeout_error(alias, pool) from exc
+
+
+def _timeout_error(alias: str, pool: AsyncConnectionPool) -> OperationalError:
+    if pool.get_stats().get("pool_size", 0) < pool.max_size:
+        return OperationalError(
+            f"Could not open a connection to database {alias!r} within {pool.timeout:g} s "
+            "(the server did not answer; check HOST and PORT, or raise OPTIONS "
+            "['connect_timeout'] if it is slow to accept connections)."
+        )
+    return PoolExhausted(
+        f"All {pool.max_size} connections of database {alias!r} were in use for "
+        f"{pool.timeout:g} s. Raise DATABASES[{alias!r}]['VINYL']['max_size'] or "
+        "['timeout'], or hold connections for less time (long transactions or streams)."
+    )
 
 
 async def close_pools(alias: str | None = None) -> None:

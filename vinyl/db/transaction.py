@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from ..compat import mirrors
 from ..flags import is_async
 from ..futures import ready
 from ..futures.shields import guard, shielded
-from .pins import current_pin, pin_task, unpin_task
+from .pins import current_pin, in_test_run, pin_task, test_block, unpin_task
 from .pool import begin_statement, getconn
 from .querylog import observed
 from .wrapper import sql_connection
@@ -62,16 +63,41 @@ __all__ = [
 
 logger = logging.getLogger("vinyl.transaction")
 
+# Names of the savepoints that stand for outermost blocks in a test's transaction.
+_test_savepoints = itertools.count(1)
+
 # The frame of a savepoint=False block in a child task (see Atomic.__aenter__).
 _CHILD: Any = object()
 
 
 class Pin:
-    """One async transaction: its connection, savepoints, on_commit callbacks and lock."""
+    """One async transaction: its connection, savepoints, on_commit callbacks and lock.
+
+    In a test run, a Pin may stand for the test's own transaction on Django's connection
+    (``session``: that DatabaseWrapper); an outermost ``atomic()`` block on it is a savepoint
+    (``outer_savepoint``) sharing its lock.
+    """
 
     observed_by_django = False  # its statements are logged by vinyl.db.querylog
 
-    def __init__(self, alias: str, conn: Any, pool: Any) -> None:
+    #: Django's DatabaseWrapper whose test transaction this pin runs in (vinyl.db.testdb).
+    session: Any = None
+    #: The test's own atomic block on that wrapper, while this pin may be used.
+    test_block: Any = None
+    #: The savepoint that stands for BEGIN/COMMIT of a block opened on a test's transaction.
+    outer_savepoint: str | None = None
+
+    def is_test_transaction(self) -> bool:
+        """Whether this pin is a test's own transaction (not a block of vinyl's in it)."""
+        return self.session is not None and self.outer_savepoint is None
+
+    def test_transaction_ended(self) -> bool:
+        """Whether the test transaction this pin runs in has ended (the test is over)."""
+        if self.session.connection is not self.conn.sync_conn:
+            return True
+        return test_block(self.session) is not self.test_block
+
+    def __init__(self, alias: str, conn: Any, pool: Any, lock: asyncio.Lock | None = None) -> None:
         self.alias = alias
         self.conn = conn
         self.pool = pool
@@ -82,7 +108,7 @@ class Pin:
         self.needs_rollback = False
         self.rollback_exc: BaseException | None = None
         self.closed = False
-        self._lock = asyncio.Lock()
+        self._lock = lock if lock is not None else asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
         self._depth = 0
         self._next_sid = 0
@@ -188,8 +214,21 @@ async def _run_callbacks(callbacks: list[tuple[set[str], Callable[[], Any], bool
         except Exception:
             if not robust:
                 raise
-            name = getattr(func, "__qualname__", func)
-            logger.exception("Error calling %s in on_commit().", name)
+            _log_callback_error(func)
+
+
+def _run_sync_callback(func: Callable[[], Any], robust: bool) -> None:
+    try:
+        func()
+    except Exception:
+        if not robust:
+            raise
+        _log_callback_error(func)
+
+
+def _log_callback_error(func: Callable[[], Any]) -> None:
+    name = getattr(func, "__qualname__", func)
+    logger.exception("Error calling %s in on_commit().", name)
 
 
 class Atomic:
@@ -235,16 +274,29 @@ class Atomic:
             raise TypeError("vinyl.atomic() is in sync mode here: use `with atomic():`.")
         alias = self.alias
         task = asyncio.current_task()
+        if in_test_run():
+            # Late: testdb builds on Pin (tests only).
+            from .testdb import prepare_in_tests
+
+            await prepare_in_tests(alias)
         pin = current_pin(alias)
-        if pin is None:
-            statement = begin_statement(alias)
-            conn, pool = await getconn(alias)
-            pin = Pin(alias, conn, pool)
+        if pin is None or pin.is_test_transaction():
+            if pin is None:
+                statement = begin_statement(alias)
+                conn, pool = await getconn(alias)
+                pin = Pin(alias, conn, pool)
+            else:  # the test's transaction: this block is a savepoint in it
+                session = pin
+                pin = Pin(alias, session.conn, None, lock=session._lock)
+                pin.session, pin.test_block = session.session, session.test_block
+                pin.outer_savepoint = f"vinyl_t{next(_test_savepoints)}"
+                statement = f'SAVEPOINT "{pin.outer_savepoint}"'
             try:
                 await pin.execute(statement)
             except BaseException:
                 pin.close()
-                await shielded(pool.putconn(conn))
+                if pin.pool is not None:
+                    await shielded(pin.pool.putconn(pin.conn))
                 raise
             token = pin_task(alias, pin)
             self._frames.setdefault(task, []).append((pin, token))
@@ -301,6 +353,10 @@ class Atomic:
             unpin_task(token)
         if committed and pin.run_on_commit:
             callbacks, pin.run_on_commit = pin.run_on_commit, []
+            if pin.session is not None:  # they wait for the test's transaction, as in Django
+                for _, func, robust in callbacks:
+                    _django_on_commit(pin.session, func, robust)
+                return
             await _run_callbacks(callbacks)
 
     @mirrors("django.db.transaction:Atomic.__exit__")
@@ -336,8 +392,11 @@ class Atomic:
         try:
             await pin.enter(check=False, task=task)  # waits for child tasks' running operations
             if success and not pin.needs_rollback:
+                sid = pin.outer_savepoint
                 try:
-                    await pin.execute("COMMIT", task)
+                    await pin.execute(
+                        "COMMIT" if sid is None else f'RELEASE SAVEPOINT "{sid}"', task
+                    )
                 except BaseException:
                     await self._quiet_rollback(pin, task)
                     raise
@@ -346,12 +405,18 @@ class Atomic:
             return False
         finally:
             pin.close()
-            await pin.pool.putconn(pin.conn)
+            if pin.pool is not None:
+                await pin.pool.putconn(pin.conn)
 
     @staticmethod
     async def _quiet_rollback(pin: Pin, task: Any) -> None:
+        sid = pin.outer_savepoint
         try:
-            await pin.execute("ROLLBACK", task)
+            if sid is None:
+                await pin.execute("ROLLBACK", task)
+            else:
+                await pin.execute(f'ROLLBACK TO SAVEPOINT "{sid}"', task)
+                await pin.execute(f'RELEASE SAVEPOINT "{sid}"', task)
         except DatabaseError:
             pass  # a broken connection: the pool discards it
 
@@ -426,8 +491,12 @@ def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> 
 def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = False) -> Any:
     """Run *func* after the current transaction commits (at once outside a transaction).
 
-    *func* may be sync or async. A rolled-back savepoint drops the callbacks registered inside it.
-    Async mode returns an awaitable (it runs *func* when no transaction is open).
+    As Django's ``transaction.on_commit``, in both modes: inside an atomic block the callback is
+    queued (a rolled-back savepoint drops the callbacks registered inside it); outside one, a
+    sync *func* runs at once, before on_commit() returns. *func* may also be async: sync mode
+    runs it through ``async_to_sync``; async mode outside a transaction returns the awaitable
+    that runs it (await it). The value returned otherwise needs no await (awaiting it is
+    harmless, so universal code may ``yield on_commit(...)``).
     """
     if not callable(func):
         raise TypeError("on_commit()'s callback must be a callable.")
@@ -437,10 +506,22 @@ def on_commit(func: Callable[[], Any], using: str | None = None, robust: bool = 
         return transaction.on_commit(callback, alias, robust)
     pin = current_pin(alias)
     if pin is None:
-        return _run_callbacks([(set(), func, robust)])
+        if inspect.iscoroutinefunction(func):
+            return _run_callbacks([(set(), func, robust)])
+        _run_sync_callback(func, robust)
+        return ready(None)
     pin.check_open()
+    if pin.outer_savepoint is None and pin.session is not None:  # the test's own transaction
+        _django_on_commit(pin.session, func, robust)
+        return ready(None)
     pin.run_on_commit.append((set(filter(None, pin.savepoint_ids)), func, robust))
     return ready(None)
+
+
+def _django_on_commit(wrapper: Any, func: Callable[[], Any], robust: bool) -> None:
+    """Queue *func* on Django's connection (a test's transaction; see vinyl.testdb)."""
+    callback = async_to_sync(func) if inspect.iscoroutinefunction(func) else func
+    wrapper.on_commit(callback, robust)
 
 
 def get_rollback(using: str | None = None) -> bool:

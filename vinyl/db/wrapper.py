@@ -15,12 +15,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.postgresql.base import DatabaseWrapper as PGDatabaseWrapper
-from django.db.utils import load_backend
+from django.db.utils import ConnectionDoesNotExist, load_backend
 
 from ..flags import is_async
 from .pins import current_pin
 
-__all__ = ["compile_wrapper", "sql_connection"]
+__all__ = ["compile_wrapper", "is_postgresql", "sql_connection"]
 
 
 def _compile_wrapper_class(backend_class: type) -> type:
@@ -72,7 +72,7 @@ def compile_wrapper(alias: str) -> Any:
         pass
     with _wrapper_lock:
         if alias not in _compile_wrappers:
-            settings_dict = connections.settings[alias]
+            settings_dict = _settings(alias)
             backend = load_backend(settings_dict["ENGINE"])
             if not issubclass(backend.DatabaseWrapper, PGDatabaseWrapper):
                 raise ImproperlyConfigured(
@@ -82,3 +82,28 @@ def compile_wrapper(alias: str) -> Any:
             cls = _compile_wrapper_class(backend.DatabaseWrapper)
             _compile_wrappers[alias] = cls(settings_dict, alias)
         return _compile_wrappers[alias]
+
+
+def _settings(alias: str) -> dict[str, Any]:
+    try:
+        return connections.settings[alias]
+    except KeyError:
+        raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.") from None
+
+
+_is_postgresql: dict[str, bool] = {}
+
+
+def is_postgresql(alias: str) -> bool:
+    """Return whether *alias* uses a PostgreSQL backend (the aliases async mode serves)."""
+    engine = _settings(alias).get("ENGINE") or ""
+    known = _is_postgresql.get(engine)
+    if known is None:
+        try:
+            wrapper_class = load_backend(engine).DatabaseWrapper
+        except ImproperlyConfigured:  # the dummy backend of an empty alias, say
+            known = False
+        else:
+            known = issubclass(wrapper_class, PGDatabaseWrapper)
+        _is_postgresql[engine] = known
+    return known

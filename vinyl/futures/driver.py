@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, Generator
 from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
+import anyio
+
 from ..flags import is_async
 
 __all__ = [
@@ -431,27 +433,60 @@ async def _gather_async(values: tuple[Any, ...]) -> list[Any]:
             tasks[i] = task
     if not tasks:
         return results
+    cancelled: BaseException | None = None
     try:
-        done, _ = await asyncio.wait(by_id.values(), return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        pending = [t for t in by_id.values() if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-    for task in tasks.values():  # of the failures that stopped the wait, the first in order wins
-        if task in done and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        await asyncio.wait(by_id.values(), return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError as exc:
+        cancelled = exc
+    for task in by_id.values():
+        task.cancel()  # a no-op on the finished ones
+    cancelled = await _wait_children(by_id.values()) or cancelled
+    errors = [
+        task.exception()
+        for task in tasks.values()
+        if not task.cancelled() and task.exception() is not None
+    ]
+    if errors:  # the first failure in argument order; the others as notes, never dropped
+        first = errors[0]
+        for other in errors[1:]:
+            if other is not first:
+                first.add_note(f"vinyl.gather(): another value failed too: {other!r}")
+        raise first
+    if cancelled is not None:
+        raise cancelled
     for i, task in tasks.items():
         results[i] = task.result()  # a child cancelled from outside raises CancelledError here
     return results
+
+
+async def _wait_children(children: Any) -> BaseException | None:
+    """Wait until every child task has finished, whatever cancels the caller meanwhile.
+
+    Return the caller's cancellation, if one came, for the caller to re-raise: gather() is
+    structured, it returns or raises only once its children are done. anyio's cancel scopes
+    deliver their cancellation again at every loop cycle; a shield scope keeps the wait quiet.
+    """
+    cancelled: BaseException | None = None
+    pending = [task for task in children if not task.done()]
+    if not pending:
+        return None
+    with anyio.CancelScope(shield=True):
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError as exc:
+                cancelled = cancelled or exc
+            pending = [task for task in pending if not task.done()]
+    return cancelled
 
 
 def gather(*values: Any) -> Any:
     """Return the list of the values once all are ready.
 
     Async mode runs the awaitables concurrently; the first one to fail cancels the others and its
-    error propagates. Sync mode computes them in order.
+    error propagates (the errors of others that failed too are added to it as notes). It is
+    structured: it returns or raises only after every child has finished, under cancellation
+    too. Sync mode computes them in order.
     """
     if is_async():
         return _Pending(_gather_async(values), values)

@@ -23,6 +23,7 @@ from django.db.models import ExpressionWrapper, IntegerField, Max, Model, Value
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Coalesce
+from django.db.models.query import QuerySet
 from django.db.models.signals import post_save, pre_save
 
 from ..compat import RETURNING_ON_SAVE, mirrors, not_updated_error
@@ -51,6 +52,48 @@ __all__ = [
 _MISSING: Any = object()
 
 
+_save_hooks_cache: dict[type, tuple[str, ...]] = {}
+
+
+def custom_save_hooks(cls: type) -> tuple[str, ...]:
+    """Name the steps of Django's save chain that *cls* customises.
+
+    Django's ``save_base()`` inserts through ``Model._do_insert`` → ``base_manager._insert()``
+    and updates through ``Model._do_update`` → ``QuerySet._update()``: a model or a custom
+    manager/queryset may override those, and vinyl's own save chain would skip the override.
+    """
+    found = _save_hooks_cache.get(cls)
+    if found is not None:
+        return found
+    hooks = [
+        f"{cls.__name__}.{name}()"
+        for name in ("_do_insert", "_do_update", "_save_table", "_save_parents", "save_base")
+        if getattr(cls, name) is not getattr(Model, name)
+    ]
+    manager = cls._base_manager
+    queryset_class = type(manager.get_queryset())
+    for name in ("_insert", "_update"):
+        standard = getattr(QuerySet, name)
+        method = getattr(type(manager), name, standard)
+        if getattr(method, "__wrapped__", method) is not standard:
+            hooks.append(f"{type(manager).__name__}.{name}()")
+        elif getattr(queryset_class, name, standard) is not standard:
+            hooks.append(f"{queryset_class.__name__}.{name}()")
+    _save_hooks_cache[cls] = found = tuple(hooks)
+    return found
+
+
+def refuse_sync_override(cls: type, what: str) -> None:
+    """Raise the error that names the fix when async mode would have to skip *what*."""
+    raise TypeError(
+        f"{what} is synchronous Django code that vinyl's async mode cannot call (it would block "
+        f"the event loop), and skipping it would change what saving a {cls.__name__} does. Save "
+        f"{cls.__name__} in sync mode (vinyl.sync_mode(), or Django's own a-methods such as "
+        f"`await obj.asave()` on Model.objects, which run it in a worker thread), or move that "
+        "logic to a pre_save/post_save receiver (they run in both modes)."
+    )
+
+
 @maybe_async
 def save(
     obj: Model,
@@ -60,7 +103,18 @@ def save(
     using: str | None = None,
     update_fields: Any = None,
 ):
-    """Save *obj* with Django's ``Model.save()`` semantics, maybe-async; return None."""
+    """Save *obj* with Django's ``Model.save()`` semantics, maybe-async; return None.
+
+    A model whose save chain is customised (``custom_save_hooks``) is saved by Django's own
+    ``Model.save()`` in sync mode; async mode refuses it with an error naming the fix.
+    """
+    hooks = custom_save_hooks(type(obj))
+    if hooks:
+        if is_async():
+            refuse_sync_override(type(obj), " and ".join(hooks))
+        Model.save(obj, force_insert=force_insert, force_update=force_update, using=using,
+                   update_fields=update_fields)  # fmt: skip
+        return None
     yield _save(obj, force_insert, force_update, using, update_fields, False)
 
 
@@ -497,7 +551,9 @@ def save_object(obj: Any, **kwargs: Any) -> Any:
 
     A VinylModel whose class overrides save() gets its own save() called, as in Django (in async
     mode the override must return ``super().save(...)``). Other models (a VinylManager put on a
-    plain Django model) are saved by vinyl's implementation of ``Model.save()``.
+    plain Django model) are saved by vinyl's implementation of ``Model.save()``, unless their
+    class overrides ``save()``: sync mode then calls it, as Django does; async mode cannot call
+    synchronous code and raises an error naming the fix (never a silent skip).
     """
     if isinstance(obj, InstanceWrites) and type(obj).save is not InstanceWrites.save:
         result = obj.save(**kwargs)
@@ -508,6 +564,11 @@ def save_object(obj: Any, **kwargs: Any) -> Any:
                 "mode), or the save never runs."
             )
         return result
+    if not isinstance(obj, InstanceWrites) and type(obj).save is not Model.save:
+        if is_async():
+            refuse_sync_override(type(obj), f"{type(obj).__name__}.save()")
+        obj.save(**kwargs)
+        return None
     return save(obj, **kwargs)
 
 

@@ -213,13 +213,17 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         server_side = not connections[self.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
         return stream(self._chain(), chunk_size, server_side)
 
-    def aiterator(self, chunk_size: int = 2000) -> Any:
-        """Return ``iterator(chunk_size)`` run in async mode: an async iterator.
+    async def aiterator(self, chunk_size: int = 2000) -> Any:
+        """Yield the results of ``iterator(chunk_size)`` run in async mode (``async for``).
 
-        Django's ``aiterator`` but on vinyl's async connection, not the sync ORM in a thread.
+        Django's ``aiterator`` but on vinyl's async connection, not the sync ORM in a thread. As
+        Django's, an async generator: its arguments are checked when iteration starts.
         """
         with async_mode():
-            return self.iterator(chunk_size)
+            stream = self.iterator(chunk_size)
+        async with stream:
+            async for obj in stream:
+                yield obj
 
     @mirrors("django.db.models.query:QuerySet.raw")
     def raw(
