@@ -1,6 +1,6 @@
 """Measure vinyl against Django's ORM and raw psycopg: ``python -m bench [--quick]``.
 
-One run, one database (``vinyl_bench``, created and dropped on the server of ``$DATABASE_URL``,
+One run, one database (``vinyl_bench`` or ``$VINYL_BENCH_DB``, created and dropped on the server of ``$DATABASE_URL``,
 or of the embedded development server when it is unset). Each (workload, system) cell is warmed
 up and calibrated to a batch of about ``--batch-seconds``; then ``--rounds`` rounds run every
 cell once, interleaved (the systems' order rotates each round), and the table shows the median
@@ -28,13 +28,21 @@ from . import observe
 from . import settings as bench_settings
 from .settings import WORKLOADS
 
-SYSTEMS = ["vinyl async", "vinyl sync", "django sync", "django async", "psycopg async"]
-BASELINES = ["django sync", "django async", "psycopg async"]
-# The issue's targets for vinyl async (per-query workloads; concurrent I/O).
+SYSTEMS = [
+    "vinyl async",
+    "vinyl async nc",
+    "vinyl sync",
+    "vinyl sync nc",
+    "django sync",
+    "django async",
+    "psycopg async",
+]
+# The issue's targets: (system, baseline) -> (per-query workloads except get, get by pk,
+# concurrent I/O); None: no target.
 TARGETS = {
-    "django sync": (0.8, None),
-    "django async": (1.3, 8.0),
-    "psycopg async": (None, 0.85),
+    ("vinyl async", "django sync"): (1.0, 1.2, None),
+    ("vinyl sync", "django sync"): (None, 1.3, None),
+    ("vinyl async", "psycopg async"): (None, None, 0.9),
 }
 
 
@@ -165,9 +173,11 @@ class Bench:
             open=False,
         )
         self.loop.run_until_complete(self.pool.open(wait=True))
+        vinyl_async, vinyl_sync = w.VinylAsync(), w.VinylSync()
         self.systems = {
             s.name: s
-            for s in (w.VinylAsync(), w.VinylSync(), w.DjangoSync(), w.DjangoAsync(),
+            for s in (vinyl_async, w.WithoutQueryCache(vinyl_async), vinyl_sync,
+                      w.WithoutQueryCache(vinyl_sync), w.DjangoSync(), w.DjangoAsync(),
                       w.PsycopgAsync(self.pool))
         }  # fmt: skip
         if SYSTEMS == observe.SYSTEMS:
@@ -329,36 +339,51 @@ def report(results: Results, workloads: list[str], args: argparse.Namespace) -> 
         return "\n".join(lines + observe_ratios(results, workloads, width))
     columns = [
         ("vinyl async", "django sync"),
+        ("vinyl async nc", "django sync"),
         ("vinyl async", "django async"),
         ("vinyl async", "psycopg async"),
         ("vinyl sync", "django sync"),
-        ("django sync", "psycopg async"),
+        ("vinyl sync nc", "django sync"),
         ("django async", "psycopg async"),
     ]
     heads = [f"{a.replace('vinyl ', 'v.').replace('django ', 'dj.')}/"
-             f"{b.replace('django ', 'dj.').replace('psycopg async', 'psycopg')}"
+             f"{b.replace('django ', 'dj.').replace('psycopg async', 'pg')}"
              for a, b in columns]  # fmt: skip
     lines.append("ratios".ljust(width) + "".join(f"{h:>17}" for h in heads))
     for w in workloads:
         cells = []
         for a, b in columns:
             ratio = results.rate(w, a) / results.rate(w, b)
-            mark = ""
-            if a == "vinyl async":
-                target = TARGETS[b][1 if w == "concurrent" else 0]
-                if target is not None:
-                    mark = " ok" if ratio >= target else " !!"
+            targets = TARGETS.get((a, b), (None, None, None))
+            target = targets[2 if w == "concurrent" else 1 if w == "get" else 0]
+            mark = "" if target is None else " ok" if ratio >= target else " !!"
             cells.append(f"{ratio:.2f}x{mark:3}".rjust(17))
         lines.append(labels[w].ljust(width) + "".join(cells))
     lines += [
         "",
-        "Targets for vinyl async: >= 0.8x Django sync and >= 1.3x Django's a-methods per query; "
-        ">= 8x Django's a-methods and >= 0.85x psycopg on concurrent I/O (ok = met, !! = missed).",
+        "nc: vinyl with its structural query cache switched off (vinyl.query_cache_disabled()).",
+        "Targets: vinyl async >= 1.2x Django sync on get by pk and >= 1.0x on the other "
+        "per-query workloads, vinyl sync >= 1.3x Django sync on get by pk, vinyl async >= 0.9x "
+        "psycopg on concurrent I/O (ok = met, !! = missed).",
         "Concurrent I/O: each request is a get by pk with a 5 ms pg_sleep; async systems run "
         f"{bench_settings.POOL_SIZE} at a time on their pool, sync systems in "
         f"{bench_settings.POOL_SIZE} threads.",
+        "",
+        cache_report(),
     ]
     return "\n".join(lines)
+
+
+def cache_report() -> str:
+    """vinyl's query cache counters over the whole run (the nc systems do not count)."""
+    from vinyl import query_cache_info
+
+    info = query_cache_info()
+    fallbacks = ", ".join(f"{n} x {reason}" for reason, n in info["fallbacks"].items())
+    return (
+        f"vinyl query cache: {info['hits']:,} hits, {info['misses']:,} misses, "
+        f"{info['size']} templates (of {info['maxsize']}); fallbacks: {fallbacks or 'none'}"
+    )
 
 
 def observe_ratios(results: Results, workloads: list[str], width: int) -> list[str]:

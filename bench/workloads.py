@@ -121,6 +121,34 @@ class VinylAsync:
         return await Book.vinyl.annotate(nap=nap()).get(pk=book_pk(i))
 
 
+class WithoutQueryCache:
+    """A vinyl system with its structural query cache switched off (``query_cache_disabled()``)."""
+
+    def __init__(self, system: Any) -> None:
+        self.system = system
+        self.name = f"{system.name} nc"
+        self.is_async = system.is_async
+
+    def __getattr__(self, workload: str) -> Any:
+        from vinyl import query_cache_disabled
+
+        op = getattr(self.system, workload)
+        if self.is_async:
+
+            async def run(i: int) -> Any:
+                with query_cache_disabled():
+                    return await op(i)
+
+        else:
+
+            def run(i: int) -> Any:
+                with query_cache_disabled():
+                    return op(i)
+
+        setattr(self, workload, run)  # once per workload
+        return run
+
+
 class DjangoAsync:
     """Django's a-methods (``aget``, ``acount`` …, ``async for``): the sync ORM in a thread."""
 

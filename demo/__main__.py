@@ -200,10 +200,15 @@ def check_run(result, before: dict, notified: int) -> list[str]:
 # -- the demo -----------------------------------------------------------------------------------
 
 
-def notified(base_url: str, impl: str) -> int:
+def server_stats(base_url: str) -> dict:
+    """The server's counters: on_commit notifications per source, vinyl's query cache."""
     import httpx
 
-    return httpx.get(f"{base_url}/stats").json()["notified"].get(impl, 0)
+    return httpx.get(f"{base_url}/stats").json()
+
+
+def notified(base_url: str, impl: str) -> int:
+    return server_stats(base_url)["notified"].get(impl, 0)
 
 
 def print_table(results) -> None:
@@ -299,10 +304,10 @@ def run_demo(levels: tuple[int, ...], seconds: float, workers: int = 1) -> int:
                           f"{processes}, pools of {POOL_SIZE} per process and implementation. "
                           f"Load: {seconds:g} s per implementation and concurrency level.")  # fmt: skip
                     results, problems = measure(base_url, levels, seconds, customers, dishes)
+                    stats = server_stats(base_url)
+                    cache = stats["query_cache"]  # with several workers: the one that answered
                     if workers > 1:
-                        import httpx
-
-                        served = httpx.get(f"{base_url}/stats").json()["workers"]
+                        served = stats["workers"]
                         print("Orders announced by each worker process: " + ", ".join(
                             f"pid {pid}: {n}" for pid, n in served.items()))  # fmt: skip
                         if min(served.values()) == 0:
@@ -320,6 +325,10 @@ def run_demo(levels: tuple[int, ...], seconds: float, workers: int = 1) -> int:
                 print(f"\nCorrectness check OK: {total} committed orders, each with its lines and "
                       "total; stock conserved and never negative; one on_commit notification per "
                       "order; no server errors.")  # fmt: skip
+            fallbacks = ", ".join(f"{n} x {why}" for why, n in cache["fallbacks"].items())
+            print(f"vinyl's query cache in the server: {cache['hits']:,} hits, "
+                  f"{cache['misses']:,} misses, {cache['size']} templates; fallbacks: "
+                  f"{fallbacks or 'none'}")  # fmt: skip
             print("\n$ python -m demo manage kitchen_report --cook 20   (sync mode, same services)")
             call_command("kitchen_report", cook=20)
             close_django()

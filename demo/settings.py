@@ -44,3 +44,5 @@ LOGGING = {
     # 4xx answers (409 out of stock) are part of the workload, not warnings worth printing.
     "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
 }
+# vinyl's structural query cache is on by default; VINYL_QUERY_CACHE=0 switches it off (to compare).
+VINYL_QUERY_CACHE = os.environ.get("VINYL_QUERY_CACHE", "1") != "0"

@@ -75,7 +75,7 @@ PACKAGES: dict[str, list[str]] = {
         "cursors",
         "testdb",
     ],
-    "vinyl.compiler": ["tape", "compilers", "replay", "query", "statements"],
+    "vinyl.compiler": ["tape", "querycache", "compilers", "replay", "query", "statements"],
     "vinyl.model": [
         "errors",
         "signals",

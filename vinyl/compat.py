@@ -24,6 +24,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.fields.related_descriptors import create_forward_many_to_many_manager
 
 __all__ = [
+    "AVOID_CLONING",
     "BULK_CREATE_ORDER_WITH_RESPECT_TO",
     "BULK_CREATE_SPLITS_OBJS",
     "FETCH_MODES",
@@ -50,6 +51,10 @@ def _factory_defines(factory: Callable[..., object], name: str) -> bool:
         codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return False
 
+
+#: 6.1: ``QuerySet._avoid_cloning()`` lets Django's related managers change a queryset in place
+#: (``_cloning_enabled``); 5.2 always clones.
+AVOID_CLONING = hasattr(QuerySet, "_avoid_cloning")
 
 #: 6.0: ``Model.save()`` gets back what an UPDATE changed through expressions and generated
 #: fields, and what an INSERT computed from expressions (``Model._assign_returned_values``).

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.testapp.models import AllFields
-from vinyl import sync_mode
+from vinyl import query_cache_info, sync_mode
 from vinyl.db.pool import close_pools
 
 EXAMPLES = 60
@@ -125,9 +125,12 @@ def test_values_round_trip_through_every_field_type(db):
             assert expected[name] == values[name], name
         assert expected["generated"] == values["big"] + values["small"]
 
+    hits = query_cache_info()["hits"]
     try:
         roundtrip()
     finally:
         loop.run_until_complete(close_pools())
         loop.close()
     assert len(tried) >= EXAMPLES // 2
+    if query_cache_info()["enabled"]:  # the round trips ran warm: from the query cache
+        assert query_cache_info()["hits"] - hits >= len(tried)

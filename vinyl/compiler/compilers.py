@@ -39,6 +39,7 @@ from ..db.connection import (
 )
 from ..flags import is_async
 from ..futures import maybe_async
+from .querycache import capturing
 from .tape import answer
 
 __all__ = [
@@ -78,12 +79,17 @@ class VinylCompilerMixin:
     @mirrors("django.db.models.sql.compiler:SQLCompiler.execute_sql")
     @maybe_async
     def vinyl_execute_sql(
-        self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
+        self,
+        result_type=MULTI,
+        chunked_fetch=False,
+        chunk_size=GET_ITERATOR_CHUNK_SIZE,
+        compiled=None,
     ):
         """Run the query in the current mode; return what Django's ``execute_sql`` returns.
 
         MULTI returns a list holding one block of rows (the whole result, as Django's
-        non-chunked fetch does).
+        non-chunked fetch does). *compiled* is ``(sql, params)`` from vinyl.compiler.querycache's
+        template, which then replaces ``as_sql()``.
         """
         result_type = result_type or NO_RESULTS
         if result_type == CURSOR or chunked_fetch:
@@ -104,11 +110,13 @@ class VinylCompilerMixin:
                 raise
         try:
             try:
-                sql, params = self.as_sql()
+                sql, params = compiled or self.as_sql()
                 if not sql:
                     raise EmptyResultSet
             except EmptyResultSet:
                 return [] if result_type == MULTI else None
+            if compiled is None and (captured := capturing.get()) is not None:
+                captured.append((self, sql, params, result_type))
             try:
                 value = yield run_on(handle, sql, params, result_type)
             except OperationalError as exc:

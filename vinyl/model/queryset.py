@@ -16,7 +16,9 @@ from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
 
 from ..compat import FETCH_MODES, FIRST_LAST_KEEP_CLEARED_ORDERING, mirrors
+from ..compiler import querycache
 from ..compiler.query import VinylQuery
+from ..compiler.querycache import CachedChain
 from ..compiler.replay import call_with_io
 from ..compiler.tape import _tape
 from ..db.wrapper import sql_connection
@@ -32,20 +34,20 @@ from .writes import QuerySetWrites
 __all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
 
 
-class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
+class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
     """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
 
     def __init__(self, model=None, query=None, using=None, hints=None):
         super().__init__(model, query if query is not None else VinylQuery(model), using, hints)
+        if query is None:
+            self._vinyl_track()  # a manager's queryset: its calls are recorded (querycache)
 
     # -- evaluation -------------------------------------------------------------------------
     @maybe_async
     def _fetch(self):
         """Evaluate the queryset (once) and return its result cache."""
         if self._result_cache is None:
-            compiler = self.query.get_compiler(using=self.db)
-            results = yield compiler.vinyl_execute_sql()
-            self._result_cache = self._objects_from(compiler, results)
+            self._result_cache = yield querycache.fetch(self)
         if self._prefetch_related_lookups and not self._prefetch_done:
             yield self._vinyl_prefetch()
         return self._result_cache
@@ -94,21 +96,29 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
     @maybe_async
     def get(self, *args: Any, **kwargs: Any):
         """Return the single object matching the lookups, as ``QuerySet.get``."""
-        if self.query.combinator and (args or kwargs):
+        recorded = self._vinyl_shape is not None  # then no combinator, distinct, for update
+        if not recorded and self.query.combinator and (args or kwargs):
             raise NotSupportedError(
                 f"Calling QuerySet.get(...) with filters after {self.query.combinator}() is not "
                 "supported."
             )
-        clone = self._chain() if self.query.combinator else self.filter(*args, **kwargs)
-        if self.query.can_filter() and not self.query.distinct_fields:
-            clone = clone.order_by()
-        limit = None
-        if (
-            not clone.query.select_for_update
-            or sql_connection(clone.db).features.supports_select_for_update_with_limit
-        ):
-            limit = MAX_GET_RESULTS
-            clone.query.set_limits(high=limit)
+        limit = MAX_GET_RESULTS
+        if recorded:
+            clone = self.filter(*args, **kwargs)
+            if not self._vinyl_sliced():
+                clone = clone.order_by()
+            clone = clone._vinyl_limited(limit)
+        else:
+            clone = self._chain() if self.query.combinator else self.filter(*args, **kwargs)
+            if self.query.can_filter() and not self.query.distinct_fields:
+                clone = clone.order_by()
+            limit = None
+            if (
+                not clone.query.select_for_update
+                or sql_connection(clone.db).features.supports_select_for_update_with_limit
+            ):
+                limit = MAX_GET_RESULTS
+                clone.query.set_limits(high=limit)
         objs = yield clone._fetch()
         num = len(objs)
         if num == 1:
@@ -151,16 +161,19 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def _keeps_order(self) -> bool:
         return self.ordered or (
-            FIRST_LAST_KEEP_CLEARED_ORDERING and not self.query.default_ordering
+            FIRST_LAST_KEEP_CLEARED_ORDERING and not self._vinyl_fact("default_ordering")
         )
 
     def count(self) -> Any:
         """Return the number of rows (``len()`` of the cache if already evaluated)."""
         if self._result_cache is not None:
             return ready(len(self._result_cache))
-        return call_with_io(
-            lambda: self.query.get_count(using=self.db),  # get_count() works on a clone
-            finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
+        return querycache.count(
+            self,
+            lambda: call_with_io(
+                lambda: self._vinyl_query().get_count(using=self.db),  # it works on a clone
+                finish=lambda compiler, row: compiler.vinyl_aggregation(row)["__count"],
+            ),
         )
 
     @mirrors("django.db.models.query:QuerySet.exists")
@@ -169,7 +182,11 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
         """Return True if the queryset contains any result."""
         if self._result_cache is not None:
             return bool(self._result_cache)
-        query = self.query.exists()
+        return (yield querycache.exists(self, self._exists_miss))
+
+    @maybe_async
+    def _exists_miss(self):
+        query = self._vinyl_query().exists()
         row = yield query.get_compiler(using=self.db).vinyl_execute_sql(SINGLE)
         return bool(row)
 
@@ -181,9 +198,14 @@ class VinylQuerySet(Evaluation, QuerySetWrites, QuerySet):
 
     def aggregate(self, *args: Any, **kwargs: Any) -> Any:
         """Return a dict of aggregate values over the queryset, as ``QuerySet.aggregate``."""
-        return call_with_io(
-            lambda: QuerySet.aggregate(self, *args, **kwargs),  # it works on a clone
-            finish=lambda compiler, row: compiler.vinyl_aggregation(row),
+        return querycache.aggregate(
+            self,
+            args,
+            kwargs,
+            lambda: call_with_io(
+                lambda: QuerySet.aggregate(self, *args, **kwargs),  # it works on a clone
+                finish=lambda compiler, row: compiler.vinyl_aggregation(row),
+            ),
         )
 
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
@@ -260,6 +282,8 @@ def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
     if isinstance(queryset, VinylQuerySet):
         return queryset
+    if (recorded := querycache.recorded(queryset, VinylQuerySet)) is not None:
+        return recorded
     clone = VinylQuerySet(
         model=queryset.model,
         query=queryset.query.chain(VinylQuery),

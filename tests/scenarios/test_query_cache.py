@@ -1,0 +1,390 @@
+"""The structural query cache (vinyl.compiler.querycache) never changes an answer.
+
+Each shape below is called with many values, among them values that change the SQL (None, empty
+and de-duplicated ``__in`` lists, expressions, int vs str vs Decimal, date vs datetime, naive
+datetimes, LIKE escapes, slices, ranges); every call, cold and then warm, in both modes, must
+give Django's own answer (``Model.objects``) and Django's warnings. Shapes the cache covers must
+also be served from it (hits), and the counters, the switch and the invalidation are checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from decimal import Decimal
+
+import pytest
+from django.apps import apps
+from django.db.models import Avg, Count, F, Max, Q, Sum, Value
+from django.db.models.query import QuerySet
+from django.db.models.signals import post_migrate
+from django.test.utils import override_settings
+
+from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
+from tests.testapp.models import AllFields, Article, Author, Book
+from vinyl import clear_query_cache, query_cache_disabled, query_cache_info
+from vinyl.testing import both_modes
+
+UTC = dt.UTC
+NAIVE = dt.datetime(2020, 6, 1, 12, 0)
+
+
+def books(M, **filters):
+    return M(Book).filter(**filters).order_by("pk")
+
+
+def related_books(M, author):
+    return (author.books if M is django_manager else author.q.books).order_by("pk")
+
+
+# name -> (build(M, value), values, served from the cache when warm)
+SHAPES = {
+    "get_pk": (lambda M, v: M(Book).get(pk=v), [1, 2, "3", 999, "x", Decimal("4"), 5.0], True),
+    "exact": (lambda M, v: books(M, title=v), ["Zen", "", None, "O'Neil", "%", "SQL Basics"], True),
+    "iexact": (lambda M, v: books(M, title__iexact=v), ["zen", "ZEN", None, "a_b"], True),
+    "in": (
+        lambda M, v: books(M, pk__in=v),
+        [[1, 2], [2, 2, 3], [], [None, 1], [1, 2, 3, 4], (1, 2), ["1", "2"], [3, 4], {1, 2}],
+        True,
+    ),
+    "gt": (lambda M, v: books(M, pages__gt=v), [100, 90, "150", Decimal("89.5"), 12.5], True),
+    "gte_lte": (lambda M, v: books(M, pages__gte=v, price__lte=v), [90, 12, 320, 0], True),
+    "lt_price": (lambda M, v: books(M, price__lt=v), [Decimal("10"), 20, "9.50", 9.5], True),
+    "range": (
+        lambda M, v: books(M, pages__range=v),
+        [(90, 320), [12, 12], (Decimal("90"), 500), (500, 90)],
+        True,
+    ),
+    "isnull": (lambda M, v: books(M, editor__isnull=v), [True, False, True], True),
+    "published_isnull": (lambda M, v: books(M, published__isnull=v), [False, True], True),
+    "icontains": (
+        lambda M, v: books(M, title__icontains=v),
+        ["zen", "%", "_", "\\", "a%b", "", "SQL", "o"],
+        True,
+    ),
+    "contains": (lambda M, v: books(M, title__contains=v), ["Z", "z", "%", "Deep"], True),
+    "startswith": (lambda M, v: books(M, title__startswith=v), ["S", "Z", "_", "Py"], True),
+    "iendswith": (lambda M, v: books(M, title__iendswith=v), ["EN", "s", "%"], True),
+    "date": (
+        lambda M, v: books(M, published__date=v),
+        [dt.date(2019, 12, 31), dt.date(2020, 1, 1), dt.date(2020, 6, 1)],
+        True,
+    ),
+    "year": (lambda M, v: books(M, published__year=v), [2020, 2021, "2019", 1999], True),
+    "moment": (
+        lambda M, v: books(M, published__gte=v),
+        [
+            dt.datetime(2020, 6, 1, 12, 0, tzinfo=UTC),
+            NAIVE,  # Django warns (naive datetime), and so must vinyl
+            dt.date(2021, 1, 1),
+            dt.datetime(2021, 3, 28, 3, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2021-01-01 00:00",
+        ],
+        True,
+    ),
+    "json_key": (
+        lambda M, v: M(AllFields).filter(data__key=v).order_by("pk").values_list("pk", flat=True),
+        ["value", "other", None, 1],
+        True,
+    ),
+    "json_contains": (
+        lambda M, v: M(AllFields).filter(data__contains=v).order_by("pk").values_list("pk"),
+        [{"key": "value"}, {"t": True}, {}, {"key": "nope"}],
+        True,
+    ),
+    "q_or": (
+        lambda M, v: M(Book).filter(Q(pages__gt=v) | Q(title__startswith="Z")).order_by("pk"),
+        [300, 100, 1000],
+        True,
+    ),
+    "q_not": (
+        lambda M, v: M(Book).filter(~Q(pages=v), price__gt=1).order_by("-pk"),
+        [90, 12],
+        True,
+    ),
+    "exclude": (
+        lambda M, v: M(Book).exclude(editor__name=v).order_by("pk"),
+        ["Ann", None, "Dan"],
+        True,
+    ),
+    "exclude_and": (
+        lambda M, v: M(Book).exclude(pages__lt=v, title__icontains="s").order_by("pk"),
+        [100, 1000, 0],
+        True,
+    ),
+    "expression": (
+        lambda M, v: books(M, pages__gt=v),
+        [F("price"), Value(100), 100, F("pages") - 1],
+        True,  # the plain value is cached; the expressions take Django's path
+    ),
+    "fk_instance": (
+        lambda M, v: books(M, author=v),
+        [Author(pk=1), Author(pk=3), 1, None, "2"],
+        True,
+    ),
+    "values_list": (
+        lambda M, v: books(M, author__name=v).values_list("title", "price"),
+        ["Ann", "Cat", "Nobody"],
+        True,
+    ),
+    "values_flat": (
+        lambda M, v: books(M, pages__gte=v).values_list("title", flat=True),
+        [90, 100],
+        True,
+    ),
+    "values_named": (
+        lambda M, v: books(M, pages__gte=v).values_list("title", "pages", named=True),
+        [90, 300],
+        True,
+    ),
+    "values": (lambda M, v: books(M, author_id=v).values("title", "author__name"), [1, 3], True),
+    "select_related": (
+        lambda M, v: books(M, author__name=v).select_related("author", "editor")[:2],
+        ["Ann", "Cat", "Bob"],
+        True,
+    ),
+    "only_defer": (
+        lambda M, v: books(M, pages__gt=v).only("title").defer("title"),
+        [10, 200],
+        True,
+    ),
+    "distinct": (
+        lambda M, v: M(Book).filter(tags__name__in=v).distinct().order_by("pk").values_list("pk"),
+        [["python", "sql"], ["django", "x"], ["python", "python"]],
+        True,
+    ),
+    "distinct_count": (  # an aggregate over a subquery: Django's path
+        lambda M, v: M(Book).filter(tags__name__in=v).distinct().count(),
+        [["python", "sql"], ["django", "x"]],
+        False,
+    ),
+    "slices": (lambda M, v: M(Book).order_by("pk")[v : v + 2], [0, 1, 4, 10], True),
+    "count": (lambda M, v: M(Book).filter(pages__gt=v).count(), [100, 0, 1000], True),
+    "exists": (lambda M, v: M(Book).filter(title=v).exists(), ["Zen", "Nope"], True),
+    "aggregate": (
+        lambda M, v: (
+            M(Book)
+            .filter(pages__gte=v)
+            .aggregate(Sum("pages"), latest=Max("published"), avg=Avg("price"), n=Count("pk"))
+        ),
+        [90, 1000, 12],
+        True,
+    ),
+    "first_last": (
+        lambda M, v: M(Book).filter(pages__gte=v).first(),
+        [90, 400, 1000],
+        True,
+    ),
+    "last": (lambda M, v: M(Book).filter(price__gt=v).last(), [1, 50], True),
+    "earliest": (lambda M, v: M(Author).filter(name__gt=v).earliest("born"), ["A", "C"], True),
+    "annotate": (
+        lambda M, v: M(Book).annotate(n=Count("tags")).filter(pages__gt=v).order_by("pk"),
+        [10, 200],
+        True,
+    ),
+    "annotate_value": (
+        lambda M, v: M(Book).annotate(x=Value(v)).filter(pk=2).values_list("x", flat=True),
+        [1, "1", Decimal("1.0"), Decimal("1.00"), True],
+        True,
+    ),
+    "related_manager": (lambda M, v: related_books(M, Author(pk=v)), [1, 3, 2], True),
+    "related_filter": (
+        lambda M, v: related_books(M, Author(pk=1)).filter(pages__gt=v).count(),
+        [100, 400],
+        True,
+    ),
+    "many_to_many": (  # a sticky filter: Django's path
+        lambda M, v: (Book(pk=v).tags if M is django_manager else Book(pk=v).q.tags).order_by("pk"),
+        [1, 4],
+        False,
+    ),
+    "prefetch": (  # the main query is cached; the prefetching queries take Django's path
+        lambda M, v: M(Author).filter(name__gte=v).prefetch_related("books").order_by("pk"),
+        ["A", "C"],
+        True,
+    ),
+    "prefetch_twice": (
+        lambda M, v: (
+            M(Book)
+            .prefetch_related("tags")
+            .filter(pk__lte=v)
+            .prefetch_related(None)
+            .prefetch_related("author__books", "editor")
+            .order_by("pk")
+        ),
+        [2, 4],
+        True,
+    ),
+    "latest": (lambda M, v: M(Book).filter(pages__lt=v).latest("published"), [100, 1000], True),
+    "custom_manager": (
+        lambda M, v: M(Article).published().filter(headline__startswith=v).order_by("pk"),
+        ["H", "Hi"],
+        True,
+    ),
+    "using": (lambda M, v: M(Book).using("serializable").filter(pk=v), [1, 2], True),
+}
+
+
+@pytest.fixture(scope="module")
+def seeded(django_db_setup):
+    yield from seeded_database()
+
+
+def _call(build, M, value, *, evaluate):
+    """(normal form of the result or raised error, warning messages) of one call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = evaluate(build(M, value))
+        except Exception as exc:
+            result = exc
+    return norm(result), sorted(str(w.message) for w in caught)
+
+
+def _django(value):
+    return list(value) if isinstance(value, QuerySet) else value
+
+
+@pytest.fixture
+def expected(seeded, shape):
+    build, values, _ = SHAPES[shape]
+    return [_call(build, django_manager, v, evaluate=_django) for v in values]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@both_modes
+def test_every_call_equals_django(shape, expected):
+    build, values, cacheable = SHAPES[shape]
+    clear_query_cache()
+    before = query_cache_info()["hits"]
+    for when in ("cold", "warm"):
+        for value, want in zip(values, expected, strict=True):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    result = yield build(vinyl_manager, value)
+                except Exception as exc:
+                    result = exc
+            got = norm(result), sorted(str(w.message) for w in caught)
+            assert got == want, (when, value)
+    if query_cache_info()["enabled"] and cacheable is not None:
+        assert (query_cache_info()["hits"] > before) == cacheable, query_cache_info()
+
+
+@both_modes
+def test_lazy_queryset_shows_its_own_values(seeded):
+    """A queryset answered from a template still has its own query (built on demand)."""
+    for pk in (1, 2, 3):
+        qs = Book.vinyl.filter(pk=pk)
+        rows = yield qs
+        assert [b.pk for b in rows] == [pk]
+        assert f"= {pk}" in str(qs.query)
+        assert [b.pk for b in (yield qs.filter(pages__gt=0))] == [pk]
+
+
+@both_modes
+def test_a_query_changed_in_place_is_not_answered_from_a_template(seeded):
+    """``qs.query.<method>()`` changes what the recorded shape says: that queryset falls back."""
+    for _ in range(2):
+        assert [b.pk for b in (yield Book.vinyl.filter(pages__gt=0).order_by("pk"))][0] == 1
+    qs = Book.vinyl.filter(pages__gt=0).order_by("pk")
+    qs.query.clear_ordering(force=True)
+    qs.query.add_ordering("-pk")
+    assert [b.pk for b in (yield qs)] == [6, 5, 4, 3, 2, 1]
+
+
+@both_modes
+def test_a_list_changed_after_filter_is_not_seen(seeded):
+    """Django copies an ``__in`` list when filtering; so does a recorded queryset."""
+    for _ in range(2):
+        ids = [1, 2]
+        qs = Book.vinyl.filter(pk__in=ids).order_by("pk")
+        ids.append(3)
+        assert [b.pk for b in (yield qs)] == [1, 2]
+
+
+@both_modes
+def test_counters_and_switch(seeded):
+    clear_query_cache()
+    for pk in (1, 2, 3):
+        yield Book.vinyl.get(pk=pk)
+    info = query_cache_info()
+    if not info["enabled"]:
+        pytest.skip("the cache is switched off for this run (VINYL_QUERY_CACHE=0)")
+    assert (info["misses"], info["hits"], info["size"]) == (1, 2, 1)
+    yield Book.vinyl.filter(pages__gt=F("price")).count()  # an expression value
+    assert query_cache_info()["fallbacks"] == {"an expression value": 1}
+    with query_cache_disabled():
+        yield Book.vinyl.get(pk=1)
+    assert query_cache_info()["hits"] == 2
+    with override_settings(VINYL_QUERY_CACHE=False):
+        yield Book.vinyl.get(pk=1)
+        assert query_cache_info()["enabled"] is False
+    assert query_cache_info()["hits"] == 2
+    with override_settings(VINYL_QUERY_CACHE_SIZE=2):
+        for field in ("title", "pages", "price"):
+            for value in ("1", "2"):
+                yield Book.vinyl.filter(**{field: value}).values_list("pk")
+        assert query_cache_info()["size"] == 2  # least recently used first out
+
+
+def test_schema_changes_and_aliases_do_not_share_entries(seeded):
+    clear_query_cache()
+    Book.vinyl.get(pk=1)
+    Book.vinyl.using("serializable").get(pk=1)
+    obj = Book.vinyl.using("serializable").get(pk=2)
+    assert obj._state.db == "serializable"
+    if not query_cache_info()["enabled"]:
+        return
+    assert query_cache_info()["size"] == 2  # one template per alias
+    config = apps.get_app_config("testapp")
+    post_migrate.send(sender=config, app_config=config, verbosity=0, interactive=False,
+                      using="default", apps=apps, plan=[])  # fmt: skip
+    assert query_cache_info()["size"] == 0  # a migration forgets every template
+
+
+@both_modes
+def test_a_query_changed_in_place_leaves_lazy_clones_alone(seeded):
+    for _ in range(2):  # the second time, the filter below is lazy
+        base = Book.vinyl.filter(pages__gt=100)
+        base._vinyl_query()  # built (as vinyl's own trusted readers do), still recorded
+        child = base.filter(pages__lt=400).order_by("pk")  # lazy on base's query
+        base.query.clear_where()  # a hack on the parent, after the child was made
+        clear_query_cache(counters=False)  # so the child is built from its base, not a template
+        assert [b.pk for b in (yield child)] == [1, 3]
+
+
+def test_threads_share_templates_never_values(seeded):
+    """Sync mode in many threads: one template, each call with its own values."""
+    import threading
+
+    from django.db import connections
+
+    errors = []
+
+    def work(offset):
+        try:
+            for i in range(60):
+                pk = (i + offset) % 6 + 1
+                assert Book.vinyl.get(pk=pk).pk == pk
+                assert list(Book.vinyl.filter(pk=pk).values_list("pk", flat=True)) == [pk]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+@both_modes
+def test_concurrent_tasks_share_templates_never_values(seeded):
+    from vinyl import gather
+
+    pks = [i % 6 + 1 for i in range(40)]
+    books = yield gather(*(Book.vinyl.get(pk=pk) for pk in pks))
+    assert [b.pk for b in books] == pks
