@@ -5,6 +5,7 @@
 #   DJANGO=...      a Django requirement installed over the default, e.g. DJANGO='django>=5.2,<6'
 #   PYTEST_ARGS=... extra arguments for pytest
 #   BENCH_ARGS=...  extra arguments for python -m bench, e.g. BENCH_ARGS=--quick
+#   DEMO_ARGS=...   extra arguments for python -m demo, e.g. DEMO_ARGS='--workers 2'
 #   DATABASE_URL    use this PostgreSQL server instead of starting an embedded one in .build/
 
 PYTHON ?=
@@ -12,6 +13,7 @@ VENV ?= .venv
 DJANGO ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DEMO_ARGS ?=
 
 SHELL := bash
 .SHELLFLAGS := -o pipefail -c
@@ -26,7 +28,7 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file:.* is ignored" || true; 
 all: test
 
 demo: $(STAMP)
-	$(VENV_PYTHON) -m demo
+	$(VENV_PYTHON) -m demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)

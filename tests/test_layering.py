@@ -54,6 +54,7 @@ LAYERS: dict[str, set[str]] = {
     # Query counts for tests (Django's ensure_connection() refuses to run in an event loop's
     # thread, so it asks whether one runs).
     "vinyl.querycount": {V, ASYNC},
+    "vinyl.routers": {F, DB},  # the replica router: the mode and the task's pinned transaction
     "vinyl": {F, FU},  # vinyl/__init__.py; the rest of its names load lazily, by module name
     # Public paths kept from before the packages (docs name them): re-exports only.
     "vinyl.connection": {DB},

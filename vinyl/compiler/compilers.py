@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import OperationalError
 from django.db.backends.postgresql import compiler as pg
 from django.db.models.sql.constants import (
     CURSOR,
@@ -26,7 +27,16 @@ from django.db.models.sql.constants import (
 )
 
 from ..compat import mirrors
-from ..db.connection import ALL_ROWS, acquire, prepare, run_on
+from ..db.connection import (
+    ALL_ROWS,
+    CONNECT_ERRORS,
+    acquire,
+    connect_now,
+    prepare,
+    reacquire_read,
+    read_elsewhere,
+    run_on,
+)
 from ..db.wrapper import sql_connection
 from ..flags import is_async
 from ..futures import maybe_async
@@ -50,6 +60,9 @@ class VinylCompilerMixin:
     #: Rows prepared for the next ``execute_sql()`` call: vinyl runs the query itself (in either
     #: mode) and lets Django's iterables consume the result as if they had run it.
     vinyl_result: Any = _NOT_SET
+    #: Whether the statement only reads, so that a router may send it elsewhere when its
+    #: database cannot be reached (see vinyl.connection.read_elsewhere).
+    vinyl_reads = True
 
     def execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -87,7 +100,15 @@ class VinylCompilerMixin:
         # (compiling first made a burst of tasks compile while results waited to be read). The
         # pool is open once a connection is in hand, so the SQL that depends on the server's
         # version needs no prepare() here.
-        handle = yield acquire(self.connection.alias)
+        alias = self.connection.alias
+        try:
+            handle = yield acquire(alias)
+            if self.vinyl_reads:
+                connect_now(handle)
+        except CONNECT_ERRORS as exc:
+            handle = (yield read_elsewhere(alias, exc)) if self.vinyl_reads else None
+            if handle is None:
+                raise
         try:
             try:
                 sql, params = compiled or self.as_sql()
@@ -97,9 +118,20 @@ class VinylCompilerMixin:
                 return [] if result_type == MULTI else None
             if compiled is None and (captured := capturing.get()) is not None:
                 captured.append((self, sql, params, result_type))
-            value = yield run_on(handle, sql, params, result_type)
+            try:
+                value = yield run_on(handle, sql, params, result_type)
+            except OperationalError as exc:
+                if not self.vinyl_reads:
+                    raise
+                lost, handle = handle, None
+                yield lost.release()
+                handle = yield reacquire_read(lost, exc)
+                if handle is None:
+                    raise
+                value = yield run_on(handle, sql, params, result_type)
         finally:
-            yield handle.release()
+            if handle is not None:
+                yield handle.release()
         if result_type == MULTI:
             if self.has_extra_select:
                 value = [row[: self.col_count] for row in value]
@@ -168,13 +200,13 @@ class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
 
 
 class SQLDeleteCompiler(pg.SQLDeleteCompiler, SQLCompiler):
-    pass
+    vinyl_reads = False
 
 
 class SQLUpdateCompiler(pg.SQLUpdateCompiler, SQLCompiler):
     # Django's execute_sql() runs here first (related updates of multi-table inheritance
     # parents); its super().execute_sql() reaches VinylCompilerMixin for each statement.
-    pass
+    vinyl_reads = False
 
 
 class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):
