@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections
 
-from tests.reliability.conftest import temporary_alias
+from tests.helpers import temporary_alias
 from tests.topology.servers import DBNAME, Topology, pgbouncer_binary
 
 PRIMARY, REPLICA, BOUNCER = "topo_primary", "topo_replica", "topo_bouncer"

@@ -15,59 +15,14 @@ from django.db import OperationalError, ProgrammingError, connections
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from tests.reliability.conftest import temporary_alias
+from tests.helpers import temporary_alias
 from tests.testapp.models import Author, Book
 from tests.topology.conftest import BOUNCER, PRIMARY
+from tests.topology.probes import ServerWatch, assert_servers_clean, probe_all
 from tests.topology.servers import DBNAME
 from vinyl import atomic, gather, is_async, maybe_async
 from vinyl.connection import NO_RESULTS, SINGLE, run
 from vinyl.testing import both_modes
-
-# What a client sees of the session it runs on: a transaction left open (now() frozen), a
-# transaction-local setting left behind, session state transaction pooling cannot carry
-# (prepared statements, held cursors, LISTEN, advisory locks), the time zone.
-PROBE = (
-    "SELECT now() = statement_timestamp(), current_setting('vinyl.leftover', true), "
-    "(SELECT count(*) FROM pg_prepared_statements) + (SELECT count(*) FROM pg_cursors) "
-    "+ (SELECT count(*) FROM pg_listening_channels()) + (SELECT count(*) FROM pg_locks "
-    "WHERE locktype = 'advisory' AND pid = pg_backend_pid()), "
-    "current_setting('TimeZone'), pg_backend_pid(), pg_sleep(%s)"
-)
-
-
-def probe_all(bouncer, seconds: float = 0.3, sql: str = PROBE) -> list[tuple]:
-    """Run *sql* (with pg_sleep(seconds) in it) on every server connection of the pool at once:
-    5 clients, each holding one server connection."""
-    import psycopg
-
-    results: list[tuple] = []
-
-    def one() -> None:
-        with psycopg.connect(host="127.0.0.1", port=bouncer.port, user="postgres",
-                             dbname="vinyl_topology", autocommit=True,
-                             cursor_factory=psycopg.ClientCursor) as conn:  # fmt: skip
-            results.append(conn.execute(sql, [seconds]).fetchone())
-
-    threads = [threading.Thread(target=one) for _ in range(bouncer.pool_size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def assert_servers_clean(bouncer) -> None:
-    """Every server connection idle, and a client on each sees no leftover of a previous one."""
-    deadline = time.monotonic() + 5
-    while any(s["state"] != "idle" for s in bouncer.servers()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert all(s["state"] == "idle" for s in bouncer.servers()), bouncer.servers()
-    probes = probe_all(bouncer)
-    assert len({pid for *_, pid, _ in probes}) == len(probes)  # one probe per server connection
-    for fresh_transaction, leftover, session_state, _, _, _ in probes:
-        assert fresh_transaction is True
-        assert leftover in (None, "")
-        assert session_state == 0
 
 
 @both_modes
@@ -350,7 +305,6 @@ def test_statement_cancelled_by_the_server_mid_transaction(bouncer):
 def test_sync_threads_through_5_server_connections(bouncer):
     """Sync mode: 50 threads, each with Django's own connection (50 clients of PgBouncer), run
     reads and select_for_update transactions on 5 server connections."""
-    from tests.topology.test_pgbouncer_async import ServerWatch
 
     ann = Author.vinyl.using(BOUNCER).create(name="Ann")
     stock = Book.vinyl.using(BOUNCER).create(author=ann, title="stock", pages=1000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -12,43 +11,11 @@ from django.db.models import F
 from tests.pools import pool_settled
 from tests.testapp.models import Author, Book
 from tests.topology.conftest import BOUNCER, PRIMARY
-from tests.topology.test_pgbouncer import assert_servers_clean
+from tests.topology.probes import ServerWatch, assert_servers_clean
 from vinyl import atomic, close_pools
 from vinyl.connection import NO_RESULTS, run
 
 pytestmark = pytest.mark.anyio
-
-
-class ServerWatch:
-    """Samples PgBouncer's SHOW POOLS in a thread: the most server connections and waiting
-    clients seen while the block ran."""
-
-    def __init__(self, bouncer) -> None:
-        self.bouncer = bouncer
-        self.max_servers = 0
-        self.max_waiting = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            pool = self.bouncer.pool()
-            if pool:
-                servers = sum(int(pool[k]) for k in ("sv_active", "sv_idle", "sv_used",
-                                                     "sv_tested", "sv_login"))  # fmt: skip
-                self.max_servers = max(self.max_servers, servers)
-                self.max_waiting = max(self.max_waiting, int(pool["cl_waiting"]))
-                self.samples += 1
-            time.sleep(0.01)
-
-    def __enter__(self) -> ServerWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 async def _settled(bouncer) -> None:

@@ -15,7 +15,7 @@ import pytest
 from django.db import OperationalError
 from django.test import override_settings
 
-from tests.reliability.conftest import temporary_alias
+from tests.helpers import temporary_alias
 from tests.testapp.models import Author
 from tests.topology.conftest import PRIMARY, REPLICA
 from vinyl import atomic, gather, is_async, maybe_async, routers
