@@ -6,6 +6,7 @@
 #   PYTEST_ARGS=... extra arguments for pytest
 #   BENCH_ARGS=...  extra arguments for python -m bench, e.g. BENCH_ARGS=--quick
 #   SUITE_ARGS=...  extra arguments for python -m tests.django_suite, e.g. SUITE_ARGS='--legs sync'
+#   DEMO_ARGS=...   extra arguments for python -m demo, e.g. DEMO_ARGS='--workers 2'
 #   DATABASE_URL    use this PostgreSQL server instead of starting an embedded one in .build/
 
 PYTHON ?=
@@ -14,6 +15,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SUITE_ARGS ?=
+DEMO_ARGS ?=
 
 SHELL := bash
 .SHELLFLAGS := -o pipefail -c
@@ -28,7 +30,7 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file:.* is ignored" || true; 
 all: test
 
 demo: $(STAMP)
-	$(VENV_PYTHON) -m demo
+	$(VENV_PYTHON) -m demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
@@ -38,6 +40,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/basedpyright
 
 bench: $(STAMP)
 	$(VENV_PYTHON) -m bench $(BENCH_ARGS)

@@ -78,8 +78,14 @@ def close_django() -> None:
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str]) -> Iterator[str]:
-    """Run uvicorn in a subprocess on a free port of 127.0.0.1; yield its base URL."""
+def running_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """Run uvicorn in a subprocess on a free port of 127.0.0.1; yield its base URL.
+
+    With *workers* > 1, uvicorn's supervisor runs that many worker processes on the one
+    listening socket, each with its own event loop and so its own pools.
+    """
+    import tempfile
+
     import httpx
 
     sock = socket.socket()
@@ -87,21 +93,31 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
     sock.listen(1024)
     port = sock.getsockname()[1]
     fd = sock.fileno()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo", "serve", "--fd", str(fd)], pass_fds=[fd], env=env, cwd=ROOT
-    )
+    stats = tempfile.TemporaryDirectory(prefix="vinyl-demo-stats-")
+    if workers > 1:  # the workers share their on_commit counts through files (demo/workers.py)
+        env = {**env, "DEMO_STATS_DIR": stats.name}
+    command = [sys.executable, "-m", "demo", "serve", "--fd", str(fd), "--workers", str(workers)]
+    proc = subprocess.Popen(command, pass_fds=[fd], env=env, cwd=ROOT)
     sock.close()  # the child holds the listening socket now
     base_url = f"http://127.0.0.1:{port}"
     try:
         # Connections wait in the socket's backlog until the server accepts them.
-        try:
-            httpx.get(f"{base_url}/stats", timeout=30).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise RuntimeError(
-                f"the demo server did not start (exit code {proc.poll()}); see its output above"
-            ) from exc
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                up = httpx.get(f"{base_url}/stats", timeout=30).raise_for_status().json()
+            except httpx.HTTPError as exc:
+                raise RuntimeError(
+                    f"the demo server did not start (exit code {proc.poll()}); see its output above"
+                ) from exc
+            if len(up["workers"]) >= workers:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(up['workers'])} of {workers} workers started")
+            time.sleep(0.1)
         yield base_url
     finally:
+        stats.cleanup()
         proc.terminate()  # SIGTERM: uvicorn shuts down gracefully (lifespan closes the pools)
         try:
             proc.wait(timeout=15)
@@ -110,14 +126,20 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
             proc.wait()
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, workers: int = 1) -> None:
     import uvicorn
 
     sock = socket.socket(fileno=fd)
     config = uvicorn.Config(
-        "demo.asgi:application", log_level="warning", access_log=False, lifespan="on"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+        "demo.asgi:application", log_level="warning", access_log=False, lifespan="on",
+        workers=workers,
+    )  # fmt: skip
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()  # what uvicorn.run(workers=N) does
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 # -- checking the database after a run -----------------------------------------------------------
@@ -254,7 +276,7 @@ def measure(base_url, levels, seconds, customers, dishes):
     return results, problems
 
 
-def run_demo(levels: tuple[int, ...], seconds: float) -> int:
+def run_demo(levels: tuple[int, ...], seconds: float, workers: int = 1) -> int:
     started = time.perf_counter()
     print("vinyl demo: a food-ordering service on Django + vinyl, served by uvicorn")
     with database_url() as server_url:
@@ -274,11 +296,22 @@ def run_demo(levels: tuple[int, ...], seconds: float) -> int:
                   f"({len(dishes)} dishes, {len(customers)} customers).")  # fmt: skip
             env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
             try:
-                with running_server(env) as base_url:
-                    print(f"Server: uvicorn at {base_url} (/vinyl/… and /django/…). Load: "
-                          f"{seconds:g} s per implementation and concurrency level.")  # fmt: skip
+                with running_server(env, workers) as base_url:
+                    from demo.settings import POOL_SIZE
+
+                    processes = f"{workers} worker processes" if workers > 1 else "one process"
+                    print(f"Server: uvicorn at {base_url} (/vinyl/… and /django/…), "
+                          f"{processes}, pools of {POOL_SIZE} per process and implementation. "
+                          f"Load: {seconds:g} s per implementation and concurrency level.")  # fmt: skip
                     results, problems = measure(base_url, levels, seconds, customers, dishes)
-                    cache = server_stats(base_url)["query_cache"]
+                    stats = server_stats(base_url)
+                    cache = stats["query_cache"]  # with several workers: the one that answered
+                    if workers > 1:
+                        served = stats["workers"]
+                        print("Orders announced by each worker process: " + ", ".join(
+                            f"pid {pid}: {n}" for pid, n in served.items()))  # fmt: skip
+                        if min(served.values()) == 0:
+                            problems.append(f"a worker process placed no order: {served}")
             finally:
                 close_django()
             print()
@@ -326,16 +359,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         parser = argparse.ArgumentParser(prog="python -m demo serve")
         parser.add_argument("--fd", type=int, required=True)
-        serve(parser.parse_args(argv[1:]).fd)
+        parser.add_argument("--workers", type=int, default=1)
+        options = parser.parse_args(argv[1:])
+        serve(options.fd, options.workers)
         return 0
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     parser.add_argument(
         "--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, e.g. 1,10,50"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="uvicorn worker processes, each with its own pools (default 1)",
+    )  # fmt: skip
     options = parser.parse_args(argv)
+    if options.workers < 1:
+        parser.error("--workers must be 1 or more")
     levels = tuple(int(level) for level in options.levels.split(","))
-    return run_demo(levels, options.seconds)
+    return run_demo(levels, options.seconds, options.workers)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ async def application(scope, receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            from demo import workers
+            from demo.food.services import KITCHEN_NOTIFIED
+
+            workers.publish(KITCHEN_NOTIFIED)  # this worker is up (see /stats)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             import vinyl

@@ -1,18 +1,26 @@
 """Two copies of the same API: /vinyl/… on vinyl, /django/… on Django's own async methods."""
 
+from collections import Counter
+
 from django.http import JsonResponse
 from django.urls import path
 
 import vinyl
+from demo import workers
 from demo.food import django_views, services, vinyl_views
 
 
 async def stats(request):
-    """Return the on_commit notifications counted in this server process, per source, and the
-    counters of vinyl's query cache."""
-    return JsonResponse(
-        {"notified": dict(services.KITCHEN_NOTIFIED), "query_cache": vinyl.query_cache_info()}
-    )
+    """Return the on_commit notifications counted by the server's processes, per source, the
+    worker processes' pids (with the orders each announced) and the counters of vinyl's query
+    cache (of the process that answers)."""
+    by_worker = workers.collected(services.KITCHEN_NOTIFIED)
+    notified = sum(by_worker.values(), Counter())
+    return JsonResponse({
+        "notified": dict(notified),
+        "workers": {pid: sum(counts.values()) for pid, counts in sorted(by_worker.items())},
+        "query_cache": vinyl.query_cache_info(),
+    })  # fmt: skip
 
 
 def _api(views, prefix):

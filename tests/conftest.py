@@ -45,29 +45,14 @@ def django_db_setup():
     teardown_test_environment()
 
 
-def truncate_test_tables():
-    """Empty every testapp table and restart its sequences."""
-    from django.apps import apps
-    from django.db import connection
-
-    tables = [m._meta.db_table for m in apps.get_app_config("testapp").get_models()]
-    tables += [
-        f.m2m_db_table()
-        for m in apps.get_app_config("testapp").get_models()
-        for f in m._meta.local_many_to_many
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
-        )
-
-
 @pytest.fixture
 def db(django_db_setup):
     """An empty database for each test (every test table truncated before the test)."""
     from django.db import connection
 
-    truncate_test_tables()
+    from tests.helpers import reset_tables
+
+    reset_tables()
     yield
     connection.close()
 

@@ -35,9 +35,9 @@ def empty_tables(django_db_setup):
     """Django's test classes expect empty tables; vinyl's other tests leave rows behind."""
     from django.db import connection
 
-    from tests.conftest import truncate_test_tables
+    from tests.helpers import reset_tables
 
-    truncate_test_tables()
+    reset_tables()
     connection.close()
 
 

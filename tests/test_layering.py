@@ -28,6 +28,9 @@ How to add a module:
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,7 @@ LAYERS: dict[str, set[str]] = {
     # Query counts for tests (Django's ensure_connection() refuses to run in an event loop's
     # thread, so it asks whether one runs).
     "vinyl.querycount": {V, ASYNC},
+    "vinyl.routers": {F, DB},  # the replica router: the mode and the task's pinned transaction
     "vinyl": {F, FU},  # vinyl/__init__.py; the rest of its names load lazily, by module name
     # Public paths kept from before the packages (docs name them): re-exports only.
     "vinyl.connection": {DB},
@@ -283,3 +287,24 @@ def test_the_checker_refuses_what_the_table_does_not_allow():
     assert violation("vinyl.model.writes", "vinyl.model.instance", True) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_the_public_paths_from_before_the_packages_still_work():
+    # In a fresh interpreter, so that no earlier import has set the attributes.
+    code = (
+        "import django; django.setup()\n"
+        "import vinyl\n"
+        "assert vinyl.relations.prepare_related and vinyl.relations.RelationNotLoaded\n"
+        "assert vinyl.transaction.mark_for_rollback_on_error and vinyl.transaction.Atomic\n"
+        "assert vinyl.connection.capture_queries and vinyl.connection.run_on\n"
+        "from vinyl.compiler import SQLCompiler, call_with_io\n"
+        "from vinyl.model import VinylModel, as_vinyl\n"
+        "from vinyl.futures import maybe_async\n"
+        "from vinyl.flags import set_async\n"
+        "import vinyl.testing\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=VINYL.parent, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,6 +1,6 @@
 """vinyl: Django's ORM with native async I/O on psycopg 3, one code base for both modes."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .flags import async_mode, is_async, reset_async, set_async, sync_mode
 from .futures import AwaitableInSyncModeError, gather, later, maybe_async, ready, then
@@ -40,6 +40,12 @@ __all__ = [
     "then",
 ]
 
+if TYPE_CHECKING:  # what __getattr__ below loads on first use, as type checkers see it
+    from .compiler import SynchronousQueryError
+    from .db.pool import PoolExhausted, close_pools
+    from .db.transaction import atomic, get_rollback, on_commit, set_rollback
+    from .model import ImplicitQueryError, VinylManager, VinylModel, VinylQuerySet
+
 # Names that need Django's settings and app registry load on first use, so `import vinyl` works
 # anywhere (settings modules included).
 _LAZY = {
@@ -67,12 +73,19 @@ _LAZY = {
 }
 
 
+# Submodules reachable as attributes (``vinyl.relations.prepare_related``, as error messages and
+# the guide write them), imported on first use like the names above.
+_SUBMODULES = {"compat", "compiler", "connection", "db", "model", "relations", "transaction"}
+
+
 def __getattr__(name: str) -> Any:
+    from importlib import import_module
+
+    if name in _SUBMODULES:
+        return import_module(f"vinyl.{name}")  # which also sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'vinyl' has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(f"vinyl.{module}"), name)
     globals()[name] = value
     return value

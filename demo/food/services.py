@@ -17,6 +17,7 @@ from django.db.models import Count, Prefetch, Sum
 from django.db.models.functions import Coalesce
 
 import vinyl
+from demo import workers
 from vinyl import gather, maybe_async
 
 from .models import Customer, DeliveryOrder, Dish, Order, OrderLine
@@ -40,7 +41,7 @@ class OutOfStock(OrderRejected):
 
 def notify_kitchen(order_id: int, source: str) -> None:
     """Tell the kitchen about a committed order (an ``on_commit`` callback)."""
-    KITCHEN_NOTIFIED[source] += 1
+    workers.count(KITCHEN_NOTIFIED, source)  # shared with /stats of every worker process
     logger.debug("kitchen: order %s is in", order_id)
 
 

@@ -18,8 +18,8 @@ async def outside(django_pid):
     Every pooled connection idle in the pool, working and outside a transaction; no session of
     the test database active (no cancelled statement still running) or idle in a transaction.
     """
+    from tests.helpers import Outside
     from tests.pools import pool_settled
-    from tests.scenarios.test_transactions import Outside
     from vinyl.db.pool import close_pools, get_pool
 
     sessions = Outside()

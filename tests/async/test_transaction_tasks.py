@@ -14,7 +14,7 @@ from django.db import OperationalError
 from django.db.transaction import TransactionManagementError
 
 import vinyl
-from tests.scenarios.test_transactions import Boom
+from tests.helpers import Boom
 from tests.testapp.models import Author, Book
 from vinyl import atomic
 from vinyl.connection import MULTI, NO_RESULTS, SINGLE, acquire, run, run_on

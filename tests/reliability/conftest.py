@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,7 @@ import pytest
 from django.apps import apps
 from django.db import connections
 
-from tests.pools import pool_settled  # noqa: F401  (re-exported for the reliability tests)
-from vinyl.db import pool as vinyl_pool
-from vinyl.db import wrapper as vinyl_wrapper
-
-ALIAS = "reliability"  # tests/settings.py: the test database, a pool of max_size 10
-
-
-def connect_kwargs(alias: str = "default") -> dict[str, Any]:
-    settings = connections[alias].settings_dict
-    return {
-        "dbname": settings["NAME"],
-        "user": settings["USER"] or None,
-        "password": settings["PASSWORD"] or None,
-        "host": settings["HOST"] or None,
-        "port": settings["PORT"] or None,
-    }
+from tests.helpers import connect_kwargs
 
 
 def testapp_tables() -> list[str]:
@@ -105,33 +89,6 @@ def server(db):
             srv.wait_for_sessions_to_end()
         finally:
             srv.close()
-
-
-async def pooled_pids(alias: str = "default") -> list[int]:
-    """Backend pids of the idle connections in the loop's pool (psycopg_pool's deque)."""
-    pool = await vinyl_pool.get_pool(alias)
-    return [conn.info.backend_pid for conn in list(pool._pool)]
-
-
-@contextlib.contextmanager
-def temporary_alias(alias: str, **settings: Any) -> Iterator[str]:
-    """Add a database alias at run time (``settings`` over the default alias's), then remove it.
-
-    ``override_settings(DATABASES=...)`` warns that it is unsafe; this touches only the new alias.
-    """
-    base = {k: v for k, v in connections["default"].settings_dict.items() if k not in ("TEST",)}
-    configured = connections.configure_settings({"default": {**base, **settings}})["default"]
-    connections.settings[alias] = configured
-    try:
-        yield alias
-    finally:
-        wrapper = getattr(connections._connections, alias, None)
-        if wrapper is not None:
-            if wrapper.connection is not None:
-                wrapper.close()  # sync code only: Django refuses it in an event loop
-            delattr(connections._connections, alias)
-        del connections.settings[alias]
-        vinyl_wrapper._compile_wrappers.pop(alias, None)
 
 
 class PrivateServer:

@@ -17,7 +17,8 @@ import pytest
 from django.db import connections
 from django.db.models.expressions import RawSQL
 
-from tests.reliability.conftest import ALIAS, pool_settled
+from tests.helpers import ALIAS
+from tests.pools import pool_settled
 from tests.testapp.models import Author, Book, Chapter, Tag
 from vinyl import atomic, on_commit
 from vinyl.db.pool import close_pools, get_pool

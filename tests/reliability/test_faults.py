@@ -18,12 +18,8 @@ from django.db import connections
 from django.db.models.expressions import RawSQL
 from django.db.utils import InterfaceError, OperationalError
 
-from tests.reliability.conftest import (
-    ALIAS,
-    pool_settled,
-    pooled_pids,
-    temporary_alias,
-)
+from tests.helpers import ALIAS, pooled_pids, temporary_alias
+from tests.pools import pool_settled
 from tests.testapp.models import Author
 from vinyl import atomic, maybe_async
 from vinyl.connection import NO_RESULTS, SINGLE, run

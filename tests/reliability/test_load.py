@@ -17,7 +17,8 @@ from django.db import connections
 from django.db.models import F, Sum
 from django.db.utils import OperationalError
 
-from tests.reliability.conftest import ALIAS, connect_kwargs, pool_settled
+from tests.helpers import ALIAS, connect_kwargs
+from tests.pools import pool_settled
 from tests.testapp.models import Author, Book, Chapter
 from vinyl import PoolExhausted, atomic
 from vinyl.db.pool import close_pools, get_pool

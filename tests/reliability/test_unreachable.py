@@ -17,7 +17,8 @@ import pytest
 from django.db import connections
 from django.db.utils import OperationalError
 
-from tests.reliability.conftest import PrivateServer, temporary_alias
+from tests.helpers import temporary_alias
+from tests.reliability.conftest import PrivateServer
 from tests.testapp.models import Author
 from vinyl.db.pool import PoolExhausted, close_pools
 from vinyl.testing import both_modes

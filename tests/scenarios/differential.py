@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, connections, models
+from django.db import connections, models
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange, NumericRange
 from django.db.models.query import QuerySet
 
+from tests.helpers import reset_tables
 from tests.testapp.models import (
     AllFields,
     Article,
@@ -44,15 +45,7 @@ def vinyl_manager(model: type[models.Model]) -> Any:
 
 def seeded_database() -> Iterator[None]:
     """Body of a module-scoped fixture: empty the test tables, seed once, for read-only tests."""
-    from django.apps import apps
-
-    app = apps.get_app_config("testapp")
-    tables = [m._meta.db_table for m in app.get_models()]
-    tables += [f.m2m_db_table() for m in app.get_models() for f in m._meta.local_many_to_many]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
-        )
+    reset_tables()
     seed()
     yield
     connections.close_all()  # every alias: the test database is dropped at exit

@@ -9,7 +9,7 @@ from django.db import IntegrityError, NotSupportedError, models
 from django.db.models import F, signals
 
 import vinyl
-from tests.scenarios.test_writes import (
+from tests.helpers import (
     assert_same_as_django,
     django_state,
     reset_tables,
@@ -72,7 +72,7 @@ def test_get_or_create_race_reraises_integrity_error_in_a_savepoint(db):
 
 @pytest.fixture
 def outside(db):
-    from tests.scenarios.test_transactions import Outside
+    from tests.helpers import Outside
 
     sessions = Outside()
     yield sessions

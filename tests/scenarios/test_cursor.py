@@ -13,7 +13,7 @@ from django.db import IntegrityError, ProgrammingError, connection
 from django.db.transaction import TransactionManagementError
 
 import vinyl
-from tests.scenarios.test_transactions import Boom, Outside, names
+from tests.helpers import Boom, Outside, names
 from tests.testapp.models import Author, Book
 from vinyl import atomic, maybe_async
 from vinyl.connection import capture_queries

@@ -12,7 +12,7 @@ from django.db import connection, models
 from django.db.models.deletion import ProtectedError, RestrictedError
 from django.test.utils import CaptureQueriesContext
 
-from tests.scenarios.test_writes import django_state, reset_tables, vinyl_state
+from tests.helpers import django_state, reset_tables, vinyl_state
 from tests.testapp.models import (
     Author,
     Book,

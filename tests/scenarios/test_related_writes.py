@@ -9,7 +9,7 @@ import pytest
 from django.db.models import signals
 
 import vinyl
-from tests.scenarios.test_writes import (
+from tests.helpers import (
     assert_same_as_django,
     run_with_django,
     statements,

@@ -15,7 +15,7 @@ from django.db.models import Count, Max, Min, Sum, Value
 from django.db.models.functions import Greatest, Least
 
 import vinyl
-from tests.scenarios.test_streaming import _collect
+from tests.helpers import collect
 from tests.testapp.models import Author, Book
 from vinyl.testing import both_modes
 
@@ -83,7 +83,7 @@ def test_reads_equal_djangos_with_server_side_binding_and_prepared_statements(ex
             .values("name", "n")
         ) == expected["annotate"]
     # A stream on a named cursor with server-side binding (Django's class for this option).
-    found = yield _collect(qs.order_by("pk").iterator(chunk_size=2), vinyl_mode)
+    found = yield collect(qs.order_by("pk").iterator(chunk_size=2), vinyl_mode)
     assert [b.title for b in found] == [f"T{n}" for n in range(6)]
 
 

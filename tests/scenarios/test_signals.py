@@ -112,7 +112,7 @@ def django_delete_signals(received):
     """The signals Django's own Model.delete() sends for the scenario below."""
     from django.db import models
 
-    from tests.scenarios.test_writes import reset_tables
+    from tests.helpers import reset_tables
 
     target = WTarget.objects.create(name="t")
     WRef.objects.create(name="r", cascade=target)

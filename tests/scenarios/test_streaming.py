@@ -1,6 +1,5 @@
 """iterator(chunk_size) in both modes: Django's results, per-chunk prefetch, flat memory."""
 
-import inspect
 import tracemalloc
 from contextlib import contextmanager
 
@@ -10,6 +9,7 @@ from django.db.models import Count, F, Prefetch, Value
 from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
 
+from tests.helpers import collect
 from tests.testapp.models import Author, Book, Tag
 from vinyl import atomic, maybe_async
 from vinyl.connection import NO_RESULTS, capture_queries, run
@@ -70,29 +70,18 @@ def django_streams(library):
     }
 
 
-def _collect(iterable, vinyl_mode):
-    if vinyl_mode == "sync":
-        assert inspect.isgenerator(iterable)
-        return list(iterable)
-
-    async def collect():
-        return [x async for x in iterable]
-
-    return collect()
-
-
 @both_modes
 def test_iterator_matches_django(django_streams, vinyl_mode):
     for name, build in CASES.items():
         for chunk_size in (2, 3, None):
-            found = yield _collect(build(Book.vinyl).iterator(chunk_size=chunk_size), vinyl_mode)
+            found = yield collect(build(Book.vinyl).iterator(chunk_size=chunk_size), vinyl_mode)
             assert [plain(x) for x in found] == django_streams[name], (name, chunk_size)
 
 
 @both_modes
 def test_iterator_fetches_in_chunks_with_a_server_side_cursor(library, vinyl_mode):
     with capture_queries() as log:
-        found = yield _collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
+        found = yield collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
     assert len(found) == 7
     statements = [sql for sql, _ in log]
     assert sum(sql.startswith("SELECT") for sql in statements) == 1
@@ -100,7 +89,7 @@ def test_iterator_fetches_in_chunks_with_a_server_side_cursor(library, vinyl_mod
         assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
     else:  # Django's chunked cursor: a named cursor, held past the autocommit transaction
         with CaptureQueriesContext(connection) as ctx:
-            yield _collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
+            yield collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
         (query,) = ctx.captured_queries
         assert query["sql"].startswith("DECLARE") and "WITH HOLD" in query["sql"]
 
@@ -108,7 +97,7 @@ def test_iterator_fetches_in_chunks_with_a_server_side_cursor(library, vinyl_mod
 @both_modes
 def test_iterator_does_not_fill_the_result_cache(library, vinyl_mode):
     qs = Book.vinyl.order_by("pk")
-    found = yield _collect(qs.iterator(), vinyl_mode)
+    found = yield collect(qs.iterator(), vinyl_mode)
     assert len(found) == 7 and qs._result_cache is None
 
 
@@ -161,7 +150,7 @@ def django_prefetched(library):
 def test_iterator_prefetches_per_chunk_like_django(django_prefetched, vinyl_mode):
     for name, (build, extract) in PREFETCHED.items():
         with counting(vinyl_mode) as log:
-            found = yield _collect(
+            found = yield collect(
                 build(Book.vinyl, lambda m: m.vinyl).iterator(chunk_size=3), vinyl_mode
             )
             data = [extract(b) for b in found]
@@ -236,7 +225,7 @@ def test_iterator_inside_atomic_rolled_back_with_the_block(library, vinyl_mode):
 
     with pytest.raises(Boom):
         yield work()
-    titles = yield _collect(Book.vinyl.values_list("title", flat=True).iterator(), vinyl_mode)
+    titles = yield collect(Book.vinyl.values_list("title", flat=True).iterator(), vinyl_mode)
     assert sorted(titles) == [f"T{i}" for i in range(7)]
 
 
@@ -317,10 +306,10 @@ def client_side_cursors(library):
 def test_iterator_with_server_side_cursors_disabled(client_side_cursors, vinyl_mode):
     # PgBouncer in transaction mode: no DECLARE, no transaction of the stream's own.
     with capture_queries() as log:
-        found = yield _collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
+        found = yield collect(Book.vinyl.order_by("pk").iterator(chunk_size=3), vinyl_mode)
     assert [b.title for b in found] == [f"T{i}" for i in range(7)]
     assert [sql for sql, _ in log if not sql.startswith("SELECT")] == []
-    found = yield _collect(
+    found = yield collect(
         Book.vinyl.prefetch_related("tags").order_by("pk").iterator(chunk_size=3), vinyl_mode
     )
     assert len(found) == 7

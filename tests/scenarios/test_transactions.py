@@ -9,91 +9,18 @@ through vinyl or Django.
 """
 
 import logging
-import time
 
 import psycopg
 import pytest
 from django.db import IntegrityError, InternalError, OperationalError, connections
 from django.db.transaction import TransactionManagementError
 
+from tests.helpers import Boom, Outside, names
 from tests.testapp.models import Author, Book
 from vinyl import atomic, get_rollback, maybe_async, on_commit, set_rollback
-from vinyl.connection import MULTI, NO_RESULTS, SINGLE, capture_queries, run
+from vinyl.connection import NO_RESULTS, SINGLE, capture_queries, run
 from vinyl.testing import both_modes
 from vinyl.transaction import mark_for_rollback_on_error
-
-
-class Boom(Exception):
-    pass
-
-
-class Outside:
-    """Plain psycopg sessions on the test database: what other transactions see and do."""
-
-    def __init__(self) -> None:
-        settings = connections["default"].settings_dict
-        self.kwargs = {
-            "dbname": settings["NAME"],
-            "user": settings["USER"] or None,
-            "password": settings["PASSWORD"] or None,
-            "host": settings["HOST"] or None,
-            "port": settings["PORT"] or None,
-        }
-        self.conns: list[psycopg.Connection] = []
-        self.conn = self.connect()
-
-    def connect(self, autocommit: bool = True) -> psycopg.Connection:
-        conn = psycopg.connect(**self.kwargs, autocommit=autocommit)
-        self.conns.append(conn)
-        return conn
-
-    def names(self) -> list[str]:
-        """The authors' names committed so far, in insertion order."""
-        rows = self.conn.execute("SELECT name FROM testapp_author ORDER BY id").fetchall()
-        return [name for (name,) in rows]
-
-    def try_lock(self, table: str, where: str, value: object) -> list[tuple]:
-        """Lock rows with NOWAIT in a transaction of its own (raises LockNotAvailable)."""
-        with self.conn.transaction():
-            return self.conn.execute(
-                f"SELECT id FROM {table} WHERE {where} = %s FOR UPDATE NOWAIT", [value]
-            ).fetchall()
-
-    def hold_lock(self, title: str) -> psycopg.Connection:
-        """Open a transaction that keeps book *title* locked until the connection's rollback."""
-        conn = self.connect(autocommit=False)
-        conn.execute("SELECT id FROM testapp_book WHERE title = %s FOR UPDATE", [title])
-        return conn
-
-    def sessions(self, state: str) -> int:
-        """Other sessions on the test database in *state* (e.g. 'idle in transaction')."""
-        return self.conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state = %s",
-            [state],
-        ).fetchone()[0]
-
-    def wait_for_sessions_to_end(self, keep=(), timeout: float = 5.0) -> None:
-        """Wait until no other session is on the test database but those whose pid is in *keep*.
-
-        A closed pool's server processes end a moment after their sockets close; a process still
-        there after *timeout* is a leak.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = self.conn.execute(
-                "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)",
-                [list(keep)],
-            ).fetchall()
-            if not rows:
-                return
-            assert time.monotonic() < deadline, f"sessions left on the test database: {rows}"
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        for conn in self.conns:
-            conn.close()
 
 
 @pytest.fixture
@@ -111,12 +38,6 @@ def outside(db):
 
 def insert(name, using="default"):
     return run(using, "INSERT INTO testapp_author (name) VALUES (%s)", [name], NO_RESULTS)
-
-
-@maybe_async
-def names(using="default"):
-    rows = yield run(using, "SELECT name FROM testapp_author ORDER BY id", None, MULTI)
-    return [name for (name,) in rows]
 
 
 # -- commit and rollback ------------------------------------------------------------------------

@@ -10,11 +10,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.db import DataError, IntegrityError, connection, models
+from django.db import DataError, IntegrityError, models
 from django.db.models import F
 from django.db.models.query import QuerySet
 
 import vinyl
+from tests.helpers import (
+    assert_same_as_django,
+    run_with_django,
+    statements,
+)
 from tests.testapp.models import (
     Author,
     Book,
@@ -27,77 +32,6 @@ from tests.testapp.models import (
 )
 from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
-
-VOLATILE = {"created", "modified", "touched"}  # auto_now(_add): differ between two runs
-
-
-def reset_tables() -> None:
-    """Empty every testapp table and restart its sequences (as the db fixture does)."""
-    from django.apps import apps
-
-    app = apps.get_app_config("testapp")
-    tables = [m._meta.db_table for m in app.get_models()]
-    tables += [f.m2m_db_table() for m in app.get_models() for f in m._meta.local_many_to_many]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(f'"{t}"' for t in tables))
-        )
-
-
-def _rows(model: type[models.Model], rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
-
-
-def django_state(*models_: type[models.Model]) -> dict[str, list[dict]]:
-    """The rows of each model's table, read with Django's ORM (sync)."""
-    return {m._meta.label: _rows(m, list(m._base_manager.order_by("pk").values())) for m in models_}
-
-
-@vinyl.maybe_async
-def vinyl_state(*models_: type[models.Model]):
-    """The rows of each model's table, read with vinyl in the current mode."""
-    from vinyl.model import as_vinyl
-
-    state = {}
-    for m in models_:
-        rows = yield as_vinyl(m._base_manager.order_by("pk").values())
-        state[m._meta.label] = _rows(m, rows)
-    return state
-
-
-def verbs(sqls: list[str]) -> list[str]:
-    """The first word of each data statement (transaction control differs by mode)."""
-    words = (sql.split()[0].upper() for sql in sqls)
-    return [w for w in words if w in ("SELECT", "INSERT", "UPDATE", "DELETE")]
-
-
-def run_with_django(ops, models_) -> tuple[dict[str, list[dict]], list[str]]:
-    """Run *ops* with Django's ORM; return the tables' state and the statements' verbs.
-
-    The tables are emptied again afterwards, for vinyl's run of the same operations.
-    """
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as ctx:
-        ops()
-    state = django_state(*models_)
-    reset_tables()
-    return state, verbs([q["sql"] for q in ctx.captured_queries])
-
-
-@vinyl.maybe_async
-def assert_same_as_django(django_result, vinyl_ops, models_):
-    """Run *vinyl_ops*; assert the same state and statements as ``run_with_django`` gave."""
-    state, statements_run = django_result
-    with capture_queries() as log:
-        yield vinyl_ops()
-    assert (yield vinyl_state(*models_)) == state
-    assert verbs([sql for sql, _ in log]) == statements_run
-
-
-def statements(log: list, verb: str) -> list[str]:
-    """The logged statements starting with *verb* (transaction control differs by mode)."""
-    return [sql for sql, _ in log if sql.lstrip().upper().startswith(verb)]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import vinyl
-from tests.scenarios.test_transactions import Boom, Outside
+from tests.helpers import Boom, Outside
 
 
 def test_with_runs_on_djangos_connection_and_its_query_log(db):

@@ -13,7 +13,7 @@ from django.db import OperationalError, connections, transaction
 from django.db.transaction import TransactionManagementError
 
 import vinyl
-from tests.scenarios.test_transactions import Boom, Outside
+from tests.helpers import Boom, Outside
 from tests.testapp.models import Author, Book
 
 

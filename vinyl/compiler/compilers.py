@@ -1,13 +1,13 @@
 """Dual SQL compilers: Django generates the SQL, vinyl runs it in the current mode.
 
-Each class subclasses the PostgreSQL backend's compiler of the same name (this module is also a
-``compiler_module`` for ``DatabaseOperations``) and adds ``vinyl_execute_sql()``: the one I/O point,
-written once as a ``@maybe_async`` generator. Django's own ``execute_sql()`` stays for Django code
-that calls it synchronously:
+Each class subclasses the PostgreSQL backend's compiler of the same name (the package
+``vinyl.compiler`` exports them: it is the compile-only connection's ``compiler_module``) and adds
+``vinyl_execute_sql()``: the one I/O point, written once as a ``@maybe_async`` generator. Django's
+own ``execute_sql()`` stays for Django code that calls it synchronously:
 
 * sync mode: it runs ``vinyl_execute_sql()`` (sync) on Django's connection;
-* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it answers from
-  the replay's tape (or asks for the I/O to be done);
+* while :func:`vinyl.compiler.replay.call_with_io` replays a Django function in async mode, it
+  answers from the replay's tape (or asks for the I/O to be done);
 * otherwise, in async mode, it raises: a synchronous query there would block the event loop.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import OperationalError
 from django.db.backends.postgresql import compiler as pg
 from django.db.models.sql.constants import (
     CURSOR,
@@ -26,7 +27,17 @@ from django.db.models.sql.constants import (
 )
 
 from ..compat import mirrors
-from ..db.connection import ALL_ROWS, acquire, prepare, run_on
+from ..db.connection import (
+    ALL_ROWS,
+    CONNECT_ERRORS,
+    acquire,
+    connect_now,
+    prepare,
+    reacquire_read,
+    read_elsewhere,
+    run_on,
+)
+from ..db.wrapper import sql_connection
 from ..flags import is_async
 from ..futures import maybe_async
 from .querycache import capturing
@@ -49,6 +60,9 @@ class VinylCompilerMixin:
     #: Rows prepared for the next ``execute_sql()`` call: vinyl runs the query itself (in either
     #: mode) and lets Django's iterables consume the result as if they had run it.
     vinyl_result: Any = _NOT_SET
+    #: Whether the statement only reads, so that a router may send it elsewhere when its
+    #: database cannot be reached (see vinyl.connection.read_elsewhere).
+    vinyl_reads = True
 
     def execute_sql(
         self, result_type=MULTI, chunked_fetch=False, chunk_size=GET_ITERATOR_CHUNK_SIZE
@@ -86,8 +100,16 @@ class VinylCompilerMixin:
         # (compiling first made a burst of tasks compile while results waited to be read). The
         # pool is open once a connection is in hand, so the SQL that depends on the server's
         # version needs no prepare() here.
+        alias = self.connection.alias
         try:
-            handle = yield acquire(self.connection.alias)
+            try:
+                handle = yield acquire(alias)
+                if self.vinyl_reads:
+                    connect_now(handle)
+            except CONNECT_ERRORS as exc:
+                handle = (yield read_elsewhere(alias, exc)) if self.vinyl_reads else None
+                if handle is None:
+                    raise
         except Exception:
             if compiled is None and self._matches_nothing():
                 return [] if result_type == MULTI else None
@@ -101,9 +123,20 @@ class VinylCompilerMixin:
                 return [] if result_type == MULTI else None
             if compiled is None and (captured := capturing.get()) is not None:
                 captured.append((self, sql, params, result_type))
-            value = yield run_on(handle, sql, params, result_type)
+            try:
+                value = yield run_on(handle, sql, params, result_type)
+            except OperationalError as exc:
+                if not self.vinyl_reads:
+                    raise
+                lost, handle = handle, None
+                yield lost.release()
+                handle = yield reacquire_read(lost, exc)
+                if handle is None:
+                    raise
+                value = yield run_on(handle, sql, params, result_type)
         finally:
-            yield handle.release()
+            if handle is not None:
+                yield handle.release()
         if result_type == MULTI:
             if self.has_extra_select:
                 value = [row[: self.col_count] for row in value]
@@ -186,13 +219,13 @@ class SQLInsertCompiler(pg.SQLInsertCompiler, SQLCompiler):
 
 
 class SQLDeleteCompiler(pg.SQLDeleteCompiler, SQLCompiler):
-    pass
+    vinyl_reads = False
 
 
 class SQLUpdateCompiler(pg.SQLUpdateCompiler, SQLCompiler):
     # Django's execute_sql() runs here first (related updates of multi-table inheritance
     # parents); its super().execute_sql() reaches VinylCompilerMixin for each statement.
-    pass
+    vinyl_reads = False
 
 
 class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):
@@ -201,3 +234,12 @@ class SQLAggregateCompiler(pg.SQLAggregateCompiler, SQLCompiler):
 
 def compiler_for(name: str) -> type:
     return globals()[name]
+
+
+def compiler_of(query: Any, using: str) -> Any:
+    """Return vinyl's compiler of *query* (any Django ``sql.Query``) on *using*, for the mode.
+
+    ``query.get_compiler(using)`` on Django's own query classes (InsertQuery, UpdateQuery …)
+    would give Django's compilers; this gives vinyl's, on the mode's connection.
+    """
+    return compiler_for(query.compiler)(query, sql_connection(using), using)

@@ -18,9 +18,8 @@ from django.db.models.sql.constants import ROW_COUNT
 from ..compat import mirrors
 from ..db.connection import ALL_ROWS, prepare, run
 from ..db.transaction import in_atomic
-from ..db.wrapper import sql_connection
 from ..futures import maybe_async
-from .compilers import compiler_for
+from .compilers import compiler_of
 from .replay import call_with_io
 
 __all__ = ["insert_objs", "update_query", "update_returning"]
@@ -43,7 +42,7 @@ def insert_objs(
         model, on_conflict=on_conflict, update_fields=update_fields, unique_fields=unique_fields
     )
     query.insert_values(fields, objs, raw=raw)
-    compiler = compiler_for(query.compiler)(query, sql_connection(using), using)
+    compiler = compiler_of(query, using)
     return compiler.vinyl_execute_sql(returning_fields)
 
 
@@ -55,7 +54,7 @@ def update_query(query: Any, using: str) -> Any:
     """
     if query.related_updates:
         return in_atomic(using, _update_with_parents, query, using)
-    compiler = compiler_for(query.compiler)(query, sql_connection(using), using)
+    compiler = compiler_of(query, using)
     return _row_count(compiler.vinyl_execute_sql(ROW_COUNT))
 
 
@@ -120,7 +119,7 @@ def update_returning(queryset: QuerySet, values: list[Any], returning_fields: An
     if not returning_fields:
         return [()] * (yield update_query(query, using))
     yield prepare(using)
-    compiler = compiler_for(query.compiler)(query, sql_connection(using), using)
+    compiler = compiler_of(query, using)
     compiler.returning_fields = returning_fields
     statement, params = compiler.as_sql()
     rows = yield run(using, statement, params, ALL_ROWS)

@@ -5,9 +5,12 @@ Sync mode runs on Django's own connection for the alias (``connections[alias]``)
 connection if an ``atomic()`` block is open for the alias, else on a connection checked out of the
 loop's pool for the duration of one operation (autocommit).
 
-Everything else in vinyl reaches the database through :func:`acquire` and :func:`run`/
-:func:`run_on`; each statement passes through ``vinyl.db.querylog.observed`` (logging, Django's
-query list and execute wrappers in async mode, vinyl's watchers in both).
+Queries reach the database through :func:`acquire` and :func:`run`/:func:`run_on` (the compilers,
+raw SQL); two kinds of statement use the handle's connection directly: the transaction-control
+statements of an async ``atomic()`` (vinyl.db.transaction's ``Pin.execute``) and the
+server-side cursors of a stream (vinyl.model.streaming). Every statement passes through
+``vinyl.db.querylog.observed`` (logging, Django's query list and execute wrappers in async mode,
+vinyl's watchers in both).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import connections, router
 from django.db.models.sql.constants import CURSOR, MULTI, NO_RESULTS, ROW_COUNT, SINGLE
+from django.db.utils import OperationalError as DjangoOperationalError
 from psycopg.client_cursor import ClientCursorMixin
 
 from ..flags import is_async
@@ -29,7 +33,7 @@ from ..futures.shields import guard, shielded
 from .pins import current_pin, in_test_run
 from .pool import get_pool, getconn
 from .querylog import observed
-from .wrapper import compile_wrapper
+from .wrapper import compile_wrapper, sql_connection
 
 __all__ = [
     "ALL_ROWS",
@@ -80,6 +84,11 @@ class SyncHandle:
     def failed(self) -> None:
         pass
 
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        conn = self.wrapper.connection
+        return conn is not None and conn.broken and not self.wrapper.in_atomic_block
+
     def check_usable(self) -> None:
         pass  # Django's cursor validates its connection's transaction itself
 
@@ -129,6 +138,10 @@ class AsyncHandle:
         if self.pin is not None:
             self.pin.failed()
 
+    def lost(self) -> bool:
+        """Whether the connection died (outside a transaction), so a read may run elsewhere."""
+        return self.pin is None and self.conn.broken  # the pool discards it on release
+
     def check_usable(self) -> None:
         """Raise as Django's ``validate_no_broken_transaction`` does (a held handle)."""
         if self.pin is not None:
@@ -174,6 +187,70 @@ def acquire(alias: str) -> Any:
     if is_async():
         return _acquire_async(alias)
     return SyncHandle(alias)
+
+
+# What acquire() (and prepare(), which may open the pool) raise when no connection can be had.
+CONNECT_ERRORS = (DjangoOperationalError, psycopg.OperationalError)
+
+
+def connect_now(handle: Any) -> None:
+    """Sync mode: connect Django's connection now, so that a server that cannot be reached is
+    seen before the statement, where a read can still go elsewhere (see read_elsewhere)."""
+    if type(handle) is SyncHandle and handle.wrapper.connection is None:
+        with handle.errors:
+            handle.wrapper.ensure_connection()
+
+
+@maybe_async
+def read_elsewhere(alias: str, error: BaseException):
+    """A handle for a read that could not get a connection of *alias*, or None.
+
+    A database router with a ``vinyl_read_fallback(alias, error)`` method
+    (:class:`vinyl.routers.PrimaryReplicaRouter`) may name another alias for it; the handle's
+    ``alias`` says where the read runs then.
+    """
+    other = _read_fallback(alias, error)
+    if other is None:
+        return None
+    return (yield _acquire_instead(alias, other))
+
+
+@maybe_async
+def reacquire_read(handle: Any, error: BaseException):
+    """After a read's statement failed with *error*: a handle to run it again on, or None.
+
+    Only when the connection died outside a transaction (a replica that went down while its
+    connection sat in the pool, say) and a router names another alias (see read_elsewhere). The
+    caller has released *handle*.
+    """
+    if not handle.lost():
+        return None
+    instead = yield read_elsewhere(handle.alias, error)
+    if instead is not None and type(handle) is SyncHandle:
+        # Django would reuse the dead connection until the request ends: reconnect next time.
+        handle.wrapper.close()
+    return instead
+
+
+@maybe_async
+def _acquire_instead(alias: str, other: str):
+    yield prepare(other)
+    # The SQL is compiled for *alias*, whose server version vinyl may never have learnt: a
+    # streaming replica runs the primary's major version, which is all Django's SQL uses.
+    compiler_wrapper = sql_connection(alias)
+    if "pg_version" not in compiler_wrapper.__dict__:
+        compiler_wrapper.__dict__["pg_version"] = sql_connection(other).pg_version
+    return (yield acquire(other))
+
+
+def _read_fallback(alias: str, error: BaseException) -> str | None:
+    for candidate in router.routers:
+        fallback = getattr(candidate, "vinyl_read_fallback", None)
+        if fallback is not None:
+            other = fallback(alias, error)
+            if other is not None and other != alias:
+                return other
+    return None
 
 
 @maybe_async

@@ -434,18 +434,24 @@ class Atomic:
 
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            if is_async():
-                return _call_in_block(Atomic(using, savepoint, durable), func, args, kwargs)
-            with Atomic(using, savepoint, durable):
-                return func(*args, **kwargs)
+            return _call_in(Atomic(using, savepoint, durable), func, args, kwargs)
 
         return inner
 
 
+def _call_in(block: Atomic, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Return ``func(*args, **kwargs)`` called inside *block*, in the current mode (maybe-async)."""
+    if is_async():
+        return _call_in_block(block, func, args, kwargs)
+    with block:
+        return func(*args, **kwargs)
+
+
 async def _call_in_block(block: Atomic, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     async with block:
-        result = func(*args, **kwargs)
-        # A returned queryset stays lazy, as in sync mode; operations are awaited in the block.
+        result = func(*args, **kwargs)  # called inside: its queries run on the pinned connection
+        # A returned queryset stays lazy, as in sync mode; operations are awaited in the block
+        # (an operation that returns a queryset is evaluated by the driver, in both modes).
         while inspect.isawaitable(result) and not isinstance(result, QuerySet):
             result = await result
         return result
@@ -457,19 +463,7 @@ def in_atomic(using: str, op: Any, *args: Any, savepoint: bool = False, **kwargs
     Sync mode: Django's ``transaction.atomic`` (through vinyl.atomic), as Django's own multi-
     statement writes. Async mode: vinyl's async block on the task's pinned connection.
     """
-    block = Atomic(using, savepoint, False)
-    if not is_async():
-        with block:
-            return op(*args, **kwargs)
-    return _in_atomic_async(block, op, args, kwargs)
-
-
-async def _in_atomic_async(block: Atomic, op: Any, args: Any, kwargs: Any) -> Any:
-    async with block:
-        result = op(*args, **kwargs)  # called inside: its queries run on the pinned connection
-        while inspect.isawaitable(result):
-            result = await result
-        return result
+    return _call_in(Atomic(using, savepoint, False), op, args, kwargs)
 
 
 def atomic(using: Any = None, savepoint: bool = True, durable: bool = False) -> Any:

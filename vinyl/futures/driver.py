@@ -25,7 +25,7 @@ import inspect
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from types import CoroutineType, GeneratorType
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 _CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
 
 
@@ -99,7 +101,8 @@ def _resolve_sync(value: Any) -> Any:
     raise AwaitableInSyncModeError(message)
 
 
-async def _await(value: Any) -> Any:
+async def as_coroutine(value: Awaitable[T]) -> T:
+    """Return a coroutine that awaits *value* (for APIs that take coroutines only)."""
     return await value
 
 
@@ -146,7 +149,7 @@ class _Ready:
         return self.value
 
 
-def ready(value: T) -> T | Awaitable[T]:
+def ready(value: T | Awaitable[T]) -> Awaitable[T]:
     """Return *value* as a maybe-async value: itself in sync mode, an awaitable of it in async.
 
     A value that is already awaitable is returned as it is, so waiting for the result gives the
@@ -314,8 +317,11 @@ async def _drive_async(gen: Generator[Any, Any, T]) -> T:
 _TAIL: Any = object()
 
 
-def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[..., Any]:
+def maybe_async(genfunc: Callable[P, Generator[Any, Any, T]]) -> Callable[P, Awaitable[T]]:
     """Turn a generator function into an operation that follows the mode.
+
+    Type checkers see the operation's async-mode type, ``Awaitable[T]`` of the generator's
+    return type ``T``, with the generator's parameters (in sync mode the call returns ``T``).
 
     Inside the generator, ``x = yield value`` stands where async code would write
     ``x = await value``; ``value`` may be a maybe-async value or a plain one. The generator's
@@ -339,7 +345,7 @@ def maybe_async(genfunc: Callable[..., Generator[Any, Any, T]]) -> Callable[...,
         return _drive_sync(gen)
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]
-    return operation
+    return operation  # type: ignore[return-value]  # T itself in sync mode
 
 
 # -- @later, then, gather -----------------------------------------------------------------------
@@ -382,7 +388,7 @@ def _flatten_sync(result: Any) -> Any:
     return result
 
 
-def later(func: Callable[..., Any]) -> Callable[..., Any]:
+def later(func: Callable[P, T | Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Call *func* once every argument it receives, defaults included, is a value.
 
     Sync mode calls it at once. Async mode returns an awaitable that awaits each awaitable
@@ -403,10 +409,10 @@ def later(func: Callable[..., Any]) -> Callable[..., Any]:
             raise
         return _flatten_sync(func(*args_, **kwargs_))
 
-    return continuation
+    return continuation  # type: ignore[return-value]  # T itself in sync mode
 
 
-def then(value: Any, func: Callable[[Any], Any]) -> Any:
+def then(value: T | Awaitable[T], func: Callable[[T], R | Awaitable[R]]) -> Awaitable[R]:
     """Return ``func(value)`` once *value* is ready (a maybe-async value, flattened)."""
     if is_async():
         return _Pending(_call_later(func, [value], {}), (value,))
@@ -480,7 +486,7 @@ async def _wait_children(children: Any) -> BaseException | None:
     return cancelled
 
 
-def gather(*values: Any) -> Any:
+def gather(*values: T | Awaitable[T]) -> Awaitable[list[T]]:
     """Return the list of the values once all are ready.
 
     Async mode runs the awaitables concurrently; the first one to fail cancels the others and its

@@ -19,14 +19,13 @@ from typing import Any
 from django.db import models
 from django.db.models import signals, sql
 from django.db.models.deletion import Collector
-from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS, ROW_COUNT
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, ROW_COUNT
 
 from ..compat import mirrors
-from ..compiler.compilers import compiler_for
+from ..compiler.compilers import compiler_of
 from ..compiler.replay import call_with_io
 from ..compiler.statements import update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
-from ..db.wrapper import sql_connection
 from ..futures import maybe_async
 from .signals import send
 
@@ -44,11 +43,6 @@ def collect(using: str, origin: Any, objs: Any, **kwargs: Any) -> Any:
     return call_with_io(run)
 
 
-def _execute(query: Any, using: str, result_type: str) -> Any:
-    compiler = compiler_for(query.compiler)(query, sql_connection(using), using)
-    return compiler.vinyl_execute_sql(result_type)
-
-
 @mirrors("django.db.models.sql.subqueries:DeleteQuery.delete_batch")
 @maybe_async
 def _delete_batch(model: Any, pk_list: list[Any], using: str):
@@ -60,7 +54,7 @@ def _delete_batch(model: Any, pk_list: list[Any], using: str):
         query.add_filter(f"{field.attname}__in", pk_list[offset : offset + GET_ITERATOR_CHUNK_SIZE])
         table = model._meta.db_table
         query.alias_map = {table: query.alias_map[table]}
-        num_deleted += (yield _execute(query, using, ROW_COUNT)) or 0
+        num_deleted += (yield compiler_of(query, using).vinyl_execute_sql(ROW_COUNT)) or 0
     return num_deleted
 
 
@@ -70,7 +64,7 @@ def _raw_delete(queryset: Any, using: str):
     # QuerySet._raw_delete(): one DELETE of what the queryset selects.
     query = queryset.query.clone()
     query.__class__ = sql.DeleteQuery
-    return (yield _execute(query, using, ROW_COUNT)) or 0
+    return (yield compiler_of(query, using).vinyl_execute_sql(ROW_COUNT)) or 0
 
 
 @mirrors("django.db.models.sql.subqueries:UpdateQuery.update_batch")
@@ -81,7 +75,7 @@ def _update_batch(model: Any, pk_list: list[Any], values: dict[str, Any], using:
         query = sql.UpdateQuery(model)
         query.add_update_values(values)
         query.add_filter("pk__in", pk_list[offset : offset + GET_ITERATOR_CHUNK_SIZE])
-        yield _execute(query, using, NO_RESULTS)
+        yield update_query(query, using)
 
 
 @maybe_async

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..flags import async_mode, is_async
 
-__all__ = ["Evaluation", "native_a_method"]
+__all__ = ["Evaluation", "native_a_method", "native_write_method"]
 
 
 class Evaluation:
@@ -59,3 +59,8 @@ def native_a_method(name: str, alters_data: bool = False) -> Any:
     if alters_data:
         method.alters_data = True  # type: ignore[attr-defined]
     return method
+
+
+def native_write_method(name: str) -> Any:
+    """Return Django's ``a<name>`` of a write method done natively (see native_a_method)."""
+    return native_a_method(name, alters_data=True)

@@ -9,11 +9,13 @@ class of their own (vinyl.model.writes).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, overload
 
 from django.db import NotSupportedError, connections, models
 from django.db.models.query import MAX_GET_RESULTS, QuerySet
 from django.db.models.sql.constants import SINGLE
+from typing_extensions import TypeVar
 
 from ..compat import FETCH_MODES, FIRST_LAST_KEEP_CLEARED_ORDERING, mirrors
 from ..compiler import querycache
@@ -29,13 +31,76 @@ from .evaluation import Evaluation, native_a_method
 from .prefetch import prefetch_related_objects
 from .raw import VinylRawQuerySet
 from .streaming import stream
-from .writes import QuerySetWrites
+from .writes import M, QuerySetWrites
 
 __all__ = ["VinylManager", "VinylQuerySet", "as_vinyl"]
 
+#: What a queryset yields: model instances, or values() dicts and values_list() tuples.
+R = TypeVar("R", default=M)
+N = TypeVar("N", bound=models.Model)
 
-class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
-    """A QuerySet whose I/O runs in the current mode (see the module docstring)."""
+
+class VinylQuerySet(Evaluation, QuerySetWrites[M], CachedChain, QuerySet, Generic[M, R]):
+    """A QuerySet whose I/O runs in the current mode (see the module docstring).
+
+    Generic over the model (``VinylQuerySet[Book]``) and what it yields (``R``: the model, or
+    what ``values()``/``values_list()`` make of it). Type checkers see async mode's types: a
+    universal method returns ``Awaitable[T]`` (``T`` itself in sync mode), an a-method ``T``.
+    """
+
+    model: type[M]
+
+    if TYPE_CHECKING:  # Django's chainable methods and evaluation, as type checkers see them
+
+        def all(self) -> Self: ...
+        def filter(self, *args: Any, **kwargs: Any) -> Self: ...
+        def exclude(self, *args: Any, **kwargs: Any) -> Self: ...
+        def order_by(self, *field_names: Any) -> Self: ...
+        def select_related(self, *fields: Any) -> Self: ...
+        def prefetch_related(self, *lookups: Any) -> Self: ...
+        def annotate(self, *args: Any, **kwargs: Any) -> Self: ...
+        def alias(self, *args: Any, **kwargs: Any) -> Self: ...
+        def only(self, *fields: Any) -> Self: ...
+        def defer(self, *fields: Any) -> Self: ...
+        def distinct(self, *field_names: Any) -> Self: ...
+        def reverse(self) -> Self: ...
+        def none(self) -> Self: ...
+        def using(self, alias: str | None) -> Self: ...
+        def select_for_update(self, *args: Any, **kwargs: Any) -> Self: ...
+        def union(self, *other_qs: Any, all: bool = False) -> Self: ...
+        def intersection(self, *other_qs: Any) -> Self: ...
+        def difference(self, *other_qs: Any) -> Self: ...
+        def values(self, *fields: Any, **expressions: Any) -> VinylQuerySet[M, dict[str, Any]]: ...
+        @overload
+        def values_list(
+            self, *fields: Any, flat: Literal[False] = ..., named: Literal[False] = ...
+        ) -> VinylQuerySet[M, tuple[Any, ...]]: ...
+        @overload
+        def values_list(
+            self, *fields: Any, flat: bool = ..., named: bool = ...
+        ) -> VinylQuerySet[M, Any]: ...
+        def earliest(self, *fields: Any) -> Awaitable[M]: ...
+        def latest(self, *fields: Any) -> Awaitable[M]: ...
+        def __await__(self) -> Generator[Any, None, list[R]]: ...
+        def __aiter__(self) -> AsyncIterator[R]: ...
+        def __iter__(self) -> Iterator[R]: ...
+        @overload
+        def __getitem__(self, k: int) -> R: ...
+        @overload
+        def __getitem__(self, k: slice) -> Self: ...
+        async def aget(self, *args: Any, **kwargs: Any) -> M: ...
+        async def afirst(self) -> M | None: ...
+        async def alast(self) -> M | None: ...
+        async def aearliest(self, *fields: Any) -> M: ...
+        async def alatest(self, *fields: Any) -> M: ...
+        async def acount(self) -> int: ...
+        async def aexists(self) -> bool: ...
+        async def acontains(self, obj: models.Model) -> bool: ...
+        async def aaggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+        async def ain_bulk(
+            self, id_list: Any = None, *, field_name: str = "pk"
+        ) -> dict[Any, M]: ...
+        async def aexplain(self, *, format: str | None = None, **options: Any) -> str: ...
 
     def __init__(self, model=None, query=None, using=None, hints=None):
         super().__init__(model, query if query is not None else VinylQuery(model), using, hints)
@@ -94,7 +159,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
     # -- terminal methods -------------------------------------------------------------------
     @mirrors("django.db.models.query:QuerySet.get")
     @maybe_async
-    def get(self, *args: Any, **kwargs: Any):
+    def get(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, M]:
         """Return the single object matching the lookups, as ``QuerySet.get``."""
         recorded = self._vinyl_shape is not None  # then no combinator, distinct, for update
         if not recorded and self.query.combinator and (args or kwargs):
@@ -136,7 +201,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
 
     @mirrors("django.db.models.query:QuerySet.first")
     @maybe_async
-    def first(self):
+    def first(self) -> Generator[Any, Any, M | None]:
         """Return the first object (ordering by pk if unordered), or None."""
         if self._keeps_order():
             queryset = self
@@ -149,7 +214,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
 
     @mirrors("django.db.models.query:QuerySet.last")
     @maybe_async
-    def last(self):
+    def last(self) -> Generator[Any, Any, M | None]:
         """Return the last object (ordering by pk if unordered), or None."""
         if self._keeps_order():
             queryset = self.reverse()
@@ -164,7 +229,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
             FIRST_LAST_KEEP_CLEARED_ORDERING and not self._vinyl_fact("default_ordering")
         )
 
-    def count(self) -> Any:
+    def count(self) -> Awaitable[int]:
         """Return the number of rows (``len()`` of the cache if already evaluated)."""
         if self._result_cache is not None:
             return ready(len(self._result_cache))
@@ -178,7 +243,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
 
     @mirrors("django.db.models.query:QuerySet.exists")
     @maybe_async
-    def exists(self):
+    def exists(self) -> Generator[Any, Any, bool]:
         """Return True if the queryset contains any result."""
         if self._result_cache is not None:
             return bool(self._result_cache)
@@ -190,13 +255,13 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
         row = yield query.get_compiler(using=self.db).vinyl_execute_sql(SINGLE)
         return bool(row)
 
-    def contains(self, obj: models.Model) -> Any:
+    def contains(self, obj: models.Model) -> Awaitable[bool]:
         """Return True if the queryset contains *obj* (Django's checks and semantics)."""
         if self._result_cache is not None:
             return ready(QuerySet.contains(self, obj))
         return QuerySet.contains(self, obj)  # ends in self.filter(pk=...).exists()
 
-    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
+    def aggregate(self, *args: Any, **kwargs: Any) -> Awaitable[dict[str, Any]]:
         """Return a dict of aggregate values over the queryset, as ``QuerySet.aggregate``."""
         return querycache.aggregate(
             self,
@@ -208,16 +273,16 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
             ),
         )
 
-    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
+    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Awaitable[dict[Any, M]]:
         """Return a dict mapping *field_name* values to objects, as ``QuerySet.in_bulk``."""
         return call_with_io(lambda: QuerySet.in_bulk(self._chain(), id_list, field_name=field_name))
 
-    def explain(self, *, format: str | None = None, **options: Any) -> Any:
+    def explain(self, *, format: str | None = None, **options: Any) -> Awaitable[str]:
         """Return the query plan as text, as ``QuerySet.explain``."""
         return call_with_io(lambda: QuerySet.explain(self._chain(), format=format, **options))
 
     @mirrors("django.db.models.query:QuerySet.iterator")
-    def iterator(self, chunk_size: int | None = None) -> Any:
+    def iterator(self, chunk_size: int | None = None) -> AsyncIterator[R]:
         """Stream the results through a server-side cursor, as ``QuerySet.iterator``.
 
         Sync mode returns a generator; async mode an async iterator (``async for``), which also
@@ -235,7 +300,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
         server_side = not connections[self.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
         return stream(self._chain(), chunk_size, server_side)
 
-    async def aiterator(self, chunk_size: int = 2000) -> Any:
+    async def aiterator(self, chunk_size: int = 2000) -> AsyncIterator[R]:
         """Yield the results of ``iterator(chunk_size)`` run in async mode (``async for``).
 
         Django's ``aiterator`` but on vinyl's async connection, not the sync ORM in a thread. As
@@ -254,7 +319,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites, CachedChain, QuerySet):
         params: Any = (),
         translations: dict[str, str] | None = None,
         using: str | None = None,
-    ) -> Any:
+    ) -> VinylRawQuerySet:
         """Return a VinylRawQuerySet, as ``QuerySet.raw``: ``await qs.raw(sql)`` in async mode."""
         kwargs = {"fetch_mode": self._fetch_mode} if FETCH_MODES else {}
         qs = VinylRawQuerySet(
@@ -278,7 +343,7 @@ for _name in (
 
 
 @mirrors("django.db.models.query:QuerySet._clone")
-def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
+def as_vinyl(queryset: QuerySet) -> VinylQuerySet[Any]:
     """Return a VinylQuerySet equal to *queryset* (a Django QuerySet), keeping its state."""
     if isinstance(queryset, VinylQuerySet):
         return queryset
@@ -307,8 +372,47 @@ def as_vinyl(queryset: QuerySet) -> VinylQuerySet:
     return clone
 
 
-class VinylManager(models.Manager.from_queryset(VinylQuerySet)):
-    """A manager of VinylQuerySets; ``Model.vinyl(**fields)`` builds an unsaved instance."""
+if TYPE_CHECKING:  # a manager has its queryset's methods (Manager.from_queryset copies them)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> models.Model:
+    class _Manager(VinylQuerySet[M], models.Manager):  # type: ignore[misc]
+        # A manager's chainable methods return a queryset, not the manager.
+        def all(self) -> VinylQuerySet[M]: ...
+        def filter(self, *args: Any, **kwargs: Any) -> VinylQuerySet[M]: ...
+        def exclude(self, *args: Any, **kwargs: Any) -> VinylQuerySet[M]: ...
+        def order_by(self, *field_names: Any) -> VinylQuerySet[M]: ...
+        def select_related(self, *fields: Any) -> VinylQuerySet[M]: ...
+        def prefetch_related(self, *lookups: Any) -> VinylQuerySet[M]: ...
+        def annotate(self, *args: Any, **kwargs: Any) -> VinylQuerySet[M]: ...
+        def alias(self, *args: Any, **kwargs: Any) -> VinylQuerySet[M]: ...
+        def only(self, *fields: Any) -> VinylQuerySet[M]: ...
+        def defer(self, *fields: Any) -> VinylQuerySet[M]: ...
+        def distinct(self, *field_names: Any) -> VinylQuerySet[M]: ...
+        def reverse(self) -> VinylQuerySet[M]: ...
+        def none(self) -> VinylQuerySet[M]: ...
+        def using(self, alias: str | None) -> VinylQuerySet[M]: ...
+        def select_for_update(self, *args: Any, **kwargs: Any) -> VinylQuerySet[M]: ...
+        def union(self, *other_qs: Any, all: bool = False) -> VinylQuerySet[M]: ...
+        def intersection(self, *other_qs: Any) -> VinylQuerySet[M]: ...
+        def difference(self, *other_qs: Any) -> VinylQuerySet[M]: ...
+
+else:
+    _Manager = models.Manager.from_queryset(VinylQuerySet)
+
+
+class VinylManager(_Manager[M]):
+    """A manager of VinylQuerySets; ``Model.vinyl(**fields)`` builds an unsaved instance.
+
+    Generic over the model: ``Book.vinyl`` is a ``VinylManager[Book]`` to type checkers.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> M:
         return self.model(*args, **kwargs)
+
+    if TYPE_CHECKING:  # Django puts a manager on the class through a descriptor
+
+        def get_queryset(self) -> VinylQuerySet[M]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[N]) -> VinylManager[N]: ...
+        @overload
+        def __get__(self, instance: N, owner: type[N]) -> VinylManager[N]: ...
+        def __get__(self, instance: Any, owner: Any) -> Any: ...

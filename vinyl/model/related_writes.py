@@ -15,16 +15,12 @@ from ..compat import M2M_CHANGED_SENDS_RAW, mirrors
 from ..compiler.replay import call_with_io
 from ..db.transaction import in_atomic
 from ..futures import maybe_async
-from .evaluation import native_a_method
+from .evaluation import native_write_method
 from .instance import save_object
 from .queryset import as_vinyl
 from .signals import send
 
 __all__ = ["RelatedWrites"]
-
-
-def _native(name: str) -> Any:
-    return native_a_method(name, alters_data=True)
 
 
 def _m2m_raw(rel: Any) -> dict[str, Any]:
@@ -447,13 +443,13 @@ class RelatedWrites:
         return None
 
     # Django's a-methods, natively async.
-    acreate = _native("create")
-    aget_or_create = _native("get_or_create")
-    aupdate_or_create = _native("update_or_create")
-    aadd = _native("add")
-    aremove = _native("remove")
-    aclear = _native("clear")
-    aset = _native("set")
+    acreate = native_write_method("create")
+    aget_or_create = native_write_method("get_or_create")
+    aupdate_or_create = native_write_method("update_or_create")
+    aadd = native_write_method("add")
+    aremove = native_write_method("remove")
+    aclear = native_write_method("clear")
+    aset = native_write_method("set")
 
 
 def router_for_write(model: Any, instance: Any) -> str:

@@ -87,16 +87,9 @@ class RelatedManager(RelatedWrites):
         return self.get_queryset()
 
     def __getattr__(self, name: str) -> Any:
+        # Private names and the related writes (methods of this class) are never the queryset's.
         if name.startswith("_") or name in _RELATED_WRITES:
-            raise AttributeError(
-                f"{type(self).__name__} has no attribute {name!r}"
-                + (
-                    f": related writes are not available on obj.q yet; call {name}() on "
-                    "Django's related manager in sync mode."
-                    if name in _RELATED_WRITES
-                    else ""
-                )
-            )
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return getattr(self.get_queryset(), name)
 
     def __await__(self) -> Any:

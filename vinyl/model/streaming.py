@@ -28,15 +28,26 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import DatabaseError
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.transaction import TransactionManagementError
+from psycopg.errors import InvalidCursorName
 
 from ..compat import mirrors
-from ..db.connection import AsyncHandle, acquire, prepare, run_on
+from ..db.connection import (
+    CONNECT_ERRORS,
+    AsyncHandle,
+    acquire,
+    connect_now,
+    prepare,
+    read_elsewhere,
+    run_on,
+)
 from ..db.pool import begin_statement
 from ..db.querylog import observed
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
+from ..futures.driver import as_coroutine
 from ..futures.shields import guard, shielded
 from .prefetch import prefetch_related_objects
 
@@ -66,21 +77,31 @@ class _Stream:
     @maybe_async
     def open(self):
         """Compile the query and declare its cursor."""
-        yield prepare(self.alias)
-        compiler = self.queryset.query.get_compiler(using=self.alias)
         try:
-            sql, params = compiler.as_sql()
-            if not sql:
-                raise EmptyResultSet
-        except EmptyResultSet:
-            self.finished = True
-            return
-        self.compiler = compiler
-        handle = yield acquire(self.alias)
+            yield prepare(self.alias)
+            handle = yield acquire(self.alias)
+            connect_now(handle)
+        except CONNECT_ERRORS as exc:
+            handle = yield read_elsewhere(self.alias, exc)  # a router's replica that is down
+            if handle is None:
+                raise
         self.pin = getattr(handle, "pin", None)
         self.pinned = self.pin is not None
         self.handle = handle
         try:
+            compiler = self.queryset.query.get_compiler(using=self.alias)
+            try:
+                sql, params = compiler.as_sql()
+                if not sql:
+                    raise EmptyResultSet
+            except EmptyResultSet:
+                self.finished = True
+                if not self.pinned:
+                    self.handle = None
+                    yield handle.release()
+                return
+            self.compiler = compiler
+            self.alias = handle.alias
             if self.server_side:
                 if is_async() and not self.pinned:
                     # A cursor without hold lives in a transaction: the stream's own.
@@ -110,7 +131,9 @@ class _Stream:
         try:
             with handle.errors:
                 rows = yield guard(self.cursor.fetchmany(self.chunk_size))
-        except Exception:
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, InvalidCursorName):
+                raise type(exc)(_cursor_lost(exc, self.alias)) from exc
             raise  # a database error: the transaction's owner handles it, as Django does
         except BaseException:
             if self.pinned:
@@ -146,7 +169,13 @@ class _Stream:
                 yield self._close_pinned(cursor)
             else:
                 # After a failure psycopg sends nothing unless the transaction is still usable.
-                yield cursor.close()
+                try:
+                    with handle.errors:
+                        yield cursor.close()
+                except DatabaseError:
+                    cursor._close()  # psycopg's no-I/O part: it is closed for us all the same
+                    if not failed:
+                        raise  # after a failure, the error that ended the stream is the one
         finally:
             if handle is not None and not self.pinned:
                 yield handle.release()  # the pool rolls back a connection left in a transaction
@@ -168,6 +197,18 @@ class _Stream:
         # The block has ended, and its cursor with it; the connection may serve someone else by
         # now, so nothing may be sent on it: mark the cursor closed (psycopg's no-I/O part).
         cursor._close()
+
+
+def _cursor_lost(exc: Exception, alias: str) -> str:
+    # Sync mode outside a transaction declares the cursor WITH HOLD, as Django does, and
+    # fetches with later statements: a transaction-pooling PgBouncer may run those on another
+    # server session, which has no such cursor.
+    return (
+        f"{exc}\nThe server-side cursor of iterator() is gone: a statement after its DECLARE "
+        f"ran in another server session. If DATABASES[{alias!r}] is behind a transaction-pooling "
+        f"PgBouncer, set DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = True, or iterate "
+        "inside atomic()."
+    )
 
 
 @maybe_async
@@ -215,7 +256,7 @@ async def _iterate_async(state: _Stream) -> Any:
         raise
     finally:
         with _mode(True):
-            await shielded(_await(state.close(failed)))
+            await shielded(as_coroutine(state.close(failed)))
 
 
 @contextmanager
@@ -228,10 +269,6 @@ def _mode(value: bool) -> Iterator[None]:
         yield
     finally:
         reset_async(token)
-
-
-async def _await(value: Any) -> Any:
-    return await value
 
 
 class AsyncStream:

@@ -1,24 +1,27 @@
-"""Queryset writes in both modes, and the write helpers the instance API shares.
+"""Queryset writes in both modes.
 
 :class:`QuerySetWrites` is a base of :class:`vinyl.model.VinylQuerySet`: ``create``,
 ``get_or_create``, ``update_or_create``, ``bulk_create``, ``bulk_update``, ``update`` and
 ``delete`` follow the mode, with Django's semantics (each docstring says what differs). Django
 builds every statement; vinyl's compilers run it.
 
-Where Django's function does its I/O at the end of pure logic it is reused as it is: ``update()``
-runs Django's ``QuerySet.update`` through :func:`vinyl.compiler.replay.call_with_io` (each pass builds a
-fresh query; every statement runs once and its answer is taped). Where signals, savepoints or
-instance bookkeeping sit between the queries (``bulk_create``, ``bulk_update``, ``get_or_create``
-…), the function is mirrored as a ``@maybe_async`` generator.
+Each method mirrors Django's method of the same name as a ``@maybe_async`` generator (marked
+``@mirrors``; see vinyl.compat): Django's checks and query building are called as they are, and
+the statements run through vinyl.compiler.statements. ``update()`` is a copy too: Django's
+``QuerySet.update`` runs its query at its end, and with multi-table inheritance its compiler
+selects the parents' ids in the middle of compiling, which vinyl must do itself. Objects are saved
+through the instance API (vinyl.model.instance), cascades are Django's ``Collector``
+(vinyl.model.deletion).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.core import exceptions
 from django.db import IntegrityError, NotSupportedError, connections
-from django.db.models import AutoField, Field, sql
+from django.db.models import AutoField, Field, Model, sql
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import Case, Value, When
 from django.db.models.functions import Cast
@@ -36,21 +39,22 @@ from ..compiler.statements import insert_objs, update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
 from ..futures import maybe_async
 from .deletion import collect, delete_collected
-from .evaluation import native_a_method
+from .evaluation import native_write_method
 
 __all__ = ["QuerySetWrites"]
 
 
-def _native(name: str) -> Any:
-    return native_a_method(name, alters_data=True)
+M = TypeVar("M", bound=Model)
 
 
-class QuerySetWrites:
+class QuerySetWrites(Generic[M]):
     """The write methods of VinylQuerySet (a base class; see the module docstring)."""
+
+    model: type[M]
 
     @mirrors("django.db.models.query:QuerySet.create")
     @maybe_async
-    def create(self, **kwargs: Any):
+    def create(self, **kwargs: Any) -> Generator[Any, Any, M]:
         """Create an object, save it (one INSERT … RETURNING) and return it, as ``create()``."""
         reverse_one_to_one_fields = frozenset(kwargs).intersection(
             self.model._meta._reverse_one_to_one_field_names
@@ -62,7 +66,7 @@ class QuerySetWrites:
             )
         obj = self.model(**kwargs)
         self._for_write = True
-        yield _save(obj, force_insert=True, using=self.db)
+        yield _save_object(obj, force_insert=True, using=self.db)
         if FETCH_MODES:
             obj._state.fetch_mode = self._fetch_mode
         return obj
@@ -71,7 +75,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.get_or_create")
     @maybe_async
-    def get_or_create(self, defaults: Any = None, **kwargs: Any):
+    def get_or_create(
+        self, defaults: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, tuple[M, bool]]:
         """Return ``(object, created)``, creating the object if needed, as ``get_or_create()``.
 
         Race-safe as Django's: the INSERT runs in a savepoint; on IntegrityError the object is
@@ -101,7 +107,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.update_or_create")
     @maybe_async
-    def update_or_create(self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any):
+    def update_or_create(
+        self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
+    ) -> Generator[Any, Any, tuple[M, bool]]:
         """Update the object matching *kwargs* with *defaults*, or create it; ``(obj, created)``.
 
         As Django's: in a transaction, the row locked with SELECT … FOR UPDATE.
@@ -140,14 +148,14 @@ class QuerySetWrites:
                     update_fields.add(field.name)
                     if field.name != field.attname:
                         update_fields.add(field.attname)
-            yield _save(obj, using=self.db, update_fields=update_fields)
+            yield _save_object(obj, using=self.db, update_fields=update_fields)
         else:
-            yield _save(obj, using=self.db)
+            yield _save_object(obj, using=self.db)
         return obj, False
 
     @mirrors("django.db.models.query:QuerySet.update")
     @maybe_async
-    def update(self, **kwargs: Any):
+    def update(self, **kwargs: Any) -> Generator[Any, Any, int]:
         """Update every row of the queryset; return the number of rows matched, as ``update()``.
 
         Multi-table inheritance parents' updates run in one transaction (Django runs them
@@ -191,7 +199,7 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.delete")
     @maybe_async
-    def delete(self):
+    def delete(self) -> Generator[Any, Any, tuple[int, dict[str, int]]]:
         """Delete the rows and what cascades from them; ``(count, {label: count})``.
 
         Django's ``Collector`` decides the cascades (see vinyl.model.deletion).
@@ -227,7 +235,7 @@ class QuerySetWrites:
         update_conflicts: bool = False,
         update_fields: Any = None,
         unique_fields: Any = None,
-    ):
+    ) -> Generator[Any, Any, list[M]]:
         """Insert the objects in batches (no signals); set their pks from RETURNING.
 
         As Django's ``bulk_create``, and also for multi-table-inherited models (Django refuses
@@ -439,7 +447,9 @@ class QuerySetWrites:
 
     @mirrors("django.db.models.query:QuerySet.bulk_update")
     @maybe_async
-    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None):
+    def bulk_update(
+        self, objs: Any, fields: Any, batch_size: int | None = None
+    ) -> Generator[Any, Any, int]:
         """Update *fields* of each object (a CASE per field and batch); the rows matched.
 
         As Django's ``bulk_update``: the batches run in one transaction.
@@ -498,17 +508,32 @@ class QuerySetWrites:
         return rows
 
     # Django's a-methods, natively async.
-    acreate = _native("create")
-    aget_or_create = _native("get_or_create")
-    aupdate_or_create = _native("update_or_create")
-    abulk_create = _native("bulk_create")
-    abulk_update = _native("bulk_update")
-    aupdate = _native("update")
-    adelete = _native("delete")
-    adelete.queryset_only = True  # type: ignore[attr-defined]
+    if TYPE_CHECKING:  # the a-methods below, as type checkers see them
+
+        async def acreate(self, **kwargs: Any) -> M: ...
+        async def aget_or_create(self, defaults: Any = None, **kwargs: Any) -> tuple[M, bool]: ...
+        async def aupdate_or_create(
+            self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any
+        ) -> tuple[M, bool]: ...
+        async def abulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[M]: ...
+        async def abulk_update(
+            self, objs: Any, fields: Any, batch_size: int | None = None
+        ) -> int: ...
+        async def aupdate(self, **kwargs: Any) -> int: ...
+        async def adelete(self) -> tuple[int, dict[str, int]]: ...
+
+    else:
+        acreate = native_write_method("create")
+        aget_or_create = native_write_method("get_or_create")
+        aupdate_or_create = native_write_method("update_or_create")
+        abulk_create = native_write_method("bulk_create")
+        abulk_update = native_write_method("bulk_update")
+        aupdate = native_write_method("update")
+        adelete = native_write_method("delete")
+        adelete.queryset_only = True
 
 
-def _save(obj: Any, **kwargs: Any) -> Any:
+def _save_object(obj: Any, **kwargs: Any) -> Any:
     # Imported here, when an object is first saved: Django's QuerySet.create() calls obj.save(),
     # and Model.save() runs its UPDATE through a queryset (vinyl.model.instance builds
     # VinylQuerySets), a mutual recursion Django resolves by method dispatch. A model that only
