@@ -340,31 +340,10 @@ class QuerySetWrites(Generic[M]):
         if returning_fields is None and (on_conflict is None or on_conflict == OnConflict.UPDATE):
             returning_fields = model._meta.db_returning_fields
         batches = [objs[i : i + batch_size] for i in range(0, len(objs), batch_size)]
+        args = (model, batches, fields, on_conflict, update_fields, unique_fields, returning_fields)
         if len(batches) > 1:
-            return (
-                yield in_atomic(
-                    self.db,
-                    self._insert_batches,
-                    model,
-                    batches,
-                    fields,
-                    on_conflict,
-                    update_fields,
-                    unique_fields,
-                    returning_fields,
-                )
-            )
-        return (
-            yield self._insert_batches(
-                model,
-                batches,
-                fields,
-                on_conflict,
-                update_fields,
-                unique_fields,
-                returning_fields,
-            )
-        )
+            return (yield in_atomic(self.db, self._insert_batches, *args))
+        return (yield self._insert_batches(*args))
 
     @maybe_async
     def _insert_batches(
