@@ -322,3 +322,36 @@ async def test_many_tasks_cancelled_at_random_points(outside, seed):
         f"seed {seed}: {len(committed)} committed, {cancelled} cancelled, "
         f"pool stats {(await get_pool('default')).get_stats()}"
     )
+
+
+@pytest.mark.parametrize("how", HOWS)
+async def test_cancelled_in_a_query_of_a_replayed_django_function(outside, how):
+    """A Django function run by call_with_io (prefetching, deletion …) unwinds at its query.
+
+    Its pending query raises Abandoned where it stood (its ``finally`` runs, and a query asked
+    for while unwinding raises Abandoned too); then the cancellation reaches the caller.
+    """
+    from tests.testapp.models import Author
+    from vinyl.compiler.replay import call_with_io
+    from vinyl.db.worker import Abandoned
+
+    unwound = []
+
+    def django_function():
+        try:
+            return list(Author.objects.extra(select={"s": "pg_sleep(5)"}))  # sync code: taped
+        finally:
+            try:
+                Author.objects.count()
+            except Abandoned:
+                unwound.append("abandoned")
+
+    async def body():
+        await call_with_io(django_function)
+
+    await Author.vinyl.create(name="a")  # pg_sleep runs once per row
+    started = time.monotonic()
+    await _cancel_with(how, body, 0.1)
+    assert time.monotonic() - started < 2
+    assert unwound == ["abandoned"]
+    assert await call_with_io(lambda: Author.objects.filter(name="x").exists()) is False

@@ -101,10 +101,9 @@ _loops = threading.local()
 def _needs_driving() -> bool:
     """Whether an operation is the test's own sync call, to be driven on this thread's loop.
 
-    Not inside a Django function vinyl replays in a worker thread (``vinyl.compiler.replay``):
-    async mode is on there (no loop runs), and the function's queries go to the calling task on
-    the test's loop, as they do for any async caller. A loop driven in that worker would run
-    them apart from the test (the worker's ``connections`` are vinyl's compile-only ones).
+    Not inside a Django function vinyl runs on a greenlet (``vinyl.compiler.replay``): the
+    test's loop runs there, and the function's queries go to the calling task on that loop, as
+    they do for any async caller.
     """
     return _driven and asyncio._get_running_loop() is None and not vinyl.is_async()
 

@@ -2,15 +2,15 @@
 
 Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
 ``prefetch_related_objects``, ``QuerySet.in_bulk``, ``Collector.collect`` …). Rather than copy
-those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker):
-vinyl's compile-only connections are installed for that thread, and when the function reaches a
+those functions, async mode runs them as they are, once, on a greenlet (vinyl.db.worker):
+vinyl's compile-only connections are installed in its context, and when the function reaches a
 query, its compiler's ``execute_sql()`` hands the query to the calling task, which runs it on the
 event loop and hands back the rows (or raises the error where the query stood). So the function,
 and the user code inside it, runs exactly as often as in Django's own sync call, and no answer
 can ever be given to the wrong query.
 
 A function whose first query is its last step (``get_aggregation``, behind ``count()`` and
-``aggregate()``) needs no thread: it runs on the loop up to that query (the compiler raises
+``aggregate()``) needs no greenlet: it runs on the loop up to that query (the compiler raises
 :class:`NeedsQuery`), and the caller finishes from the answer (*finish*).
 
 Sync mode calls the functions directly: there Django runs its own queries on its own connection.
@@ -28,7 +28,6 @@ from ..db.worker import Call
 from ..db.wrapper import is_postgresql, sql_connection
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
-from ..futures.shields import shielded
 from . import compilers
 from .tape import _FINISH, NeedsQuery, _tape
 
@@ -36,7 +35,10 @@ __all__ = ["call_with_io"]
 
 
 class _Installed:
-    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread.
+    """Install vinyl's compile-only connection as ``connections[alias]`` for this context.
+
+    (``connections`` keeps a contextvar per task, or per greenlet context, while a loop runs in
+    the thread, and a thread-local otherwise.)
 
     Only on PostgreSQL aliases: the others (SQLite, MySQL, an empty ``default``) are left as
     they are. Whatever happens, every alias installed is restored on exit.
@@ -93,7 +95,7 @@ class _VinylCompilers:
 
 @contextmanager
 def _in_worker(call: Any) -> Iterator[None]:
-    """The worker thread's setting: its queries go to *call*, vinyl compiles them (async mode)."""
+    """The greenlet's setting: its queries go to *call*, vinyl compiles them (async mode)."""
     tape, mode = _tape.set(call), set_async(True)
     try:
         with _Installed():
@@ -109,7 +111,7 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
 
     *finish* is for a function whose first query is its last step (``Query.get_aggregation``):
     async mode then runs *func* on the loop up to that query and returns
-    ``finish(compiler, answer)`` (no thread, one compilation).
+    ``finish(compiler, answer)`` (no greenlet, one compilation).
     """
     if not is_async():
         with _VinylCompilers():
@@ -126,28 +128,20 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
         result = yield need.compiler.vinyl_execute_sql(*need.args)
         return finish(need.compiler, result)
     call = Call(func, _in_worker)
-    pending = None
-    try:
-        while True:
-            kind, payload = yield call.next()
-            if kind != "query":
-                break
-            compiler, args, pending = payload
-            try:
-                result = yield compiler.vinyl_execute_sql(*args)
-            except Exception as exc:
-                pending.set_exception(exc)  # raised where the query stood, as in Django
-            else:
-                pending.set_result(result)
-            pending = None
-    except GeneratorExit:
-        call.abandon(pending).close()  # closed unfinished: the thread unwinds on its own
-        raise
-    except BaseException:
-        # Cancelled while the function runs: let the thread unwind first, so no query of it
-        # outlives this call.
-        yield shielded(call.abandon(pending))
-        raise
+    kind, payload = call.start()
+    while kind == "query":
+        compiler, args = payload
+        try:
+            result = yield compiler.vinyl_execute_sql(*args)
+        except Exception as exc:
+            kind, payload = call.throw(exc)  # raised where the query stood, as in Django
+        except BaseException:
+            # Cancelled, or closed unfinished: the function unwinds now (Abandoned at its
+            # query), so no query of it outlives this call.
+            call.abandon()
+            raise
+        else:
+            kind, payload = call.send(result)
     if kind == "error":
         raise payload
     return payload

@@ -1,7 +1,7 @@
 """Who answers a query that Django's code asks synchronously in async mode (the "tape").
 
 While :func:`vinyl.compiler.replay.call_with_io` runs a Django function in async mode, a
-compiler's ``execute_sql()`` calls :func:`answer`: in a worker thread, the calling task runs the
+compiler's ``execute_sql()`` calls :func:`answer`: on its greenlet, the calling task runs the
 query and hands back its result (vinyl.db.worker); on the loop (``count()``'s one query, or a
 probe), :class:`NeedsQuery` stops the function at the query. Outside those, async mode has no
 tape and a synchronous query is an error (:class:`SynchronousQueryError`).

@@ -87,7 +87,7 @@ def _sync_connection_of_this_thread(alias: str, loop: asyncio.AbstractEventLoop)
     if wrapper is compile_wrapper(alias):  # installed by vinyl.compiler.replay for its worker
         raise RuntimeError(
             "An event loop was started inside a Django function that vinyl's async mode runs in "
-            "a worker thread (prefetching, deletion, in_bulk() …), and async mode was used on "
+            "a greenlet (prefetching, deletion, in_bulk() …), and async mode was used on "
             "it: in a test run, that loop cannot reach the test's connection. Query with sync "
             "code there (Model.objects …): its queries run on the calling task."
         )
