@@ -15,14 +15,17 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
+from django.db import transaction
 from django.db.models import Avg, Count, F, Max, Q, Sum, Value
 from django.db.models.query import QuerySet
 from django.db.models.signals import post_migrate
 from django.test.utils import override_settings
 
+import vinyl
 from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
 from tests.testapp.models import AllFields, Article, Author, Book
-from vinyl import clear_query_cache, query_cache_disabled, query_cache_info
+from vinyl import clear_query_cache, maybe_async, query_cache_disabled, query_cache_info
+from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
 
 UTC = dt.UTC
@@ -35,6 +38,21 @@ def books(M, **filters):
 
 def related_books(M, author):
     return (author.books if M is django_manager else author.q.books).order_by("pk")
+
+
+@vinyl.atomic
+@maybe_async
+def _in_transaction(qs):
+    return list((yield qs))
+
+
+def locked(M, options, pks):
+    """``select_for_update(**options)`` of the books *pks*, evaluated in a transaction."""
+    qs = M(Book).select_for_update(**options).filter(pk__in=pks).order_by("pk")
+    if M is django_manager:
+        with transaction.atomic():
+            return list(qs)
+    return _in_transaction(qs)
 
 
 # name -> (build(M, value), values, served from the cache when warm)
@@ -222,7 +240,41 @@ SHAPES = {
         True,
     ),
     "using": (lambda M, v: M(Book).using("serializable").filter(pk=v), [1, 2], True),
+    "select_for_update": (
+        lambda M, v: locked(M, *v),
+        [
+            ({}, [1, 2]),
+            ({}, [3, 4]),
+            ({"nowait": True}, [1]),
+            ({"skip_locked": True}, [2, 5]),
+            ({"of": ("self",)}, [1, 3]),
+            ({"no_key": True}, [4, 6]),
+            ({"of": ("self",)}, [2, 4]),
+            ({"nowait": True, "skip_locked": True}, [1]),  # Django's ValueError
+            ({"of": ("nope",)}, [1, 2]),  # Django's FieldError when compiled
+        ],
+        True,
+    ),
+    "select_for_update_outside": (  # no transaction: Django's TransactionManagementError
+        lambda M, v: M(Book).select_for_update().filter(pk=v),
+        [1, 2],
+        False,
+    ),
+    "select_for_update_get": (
+        lambda M, v: locked(M, {}, [v]) if M is django_manager else _locked_get(v),
+        [1, 2, 999],
+        True,
+    ),
 }
+
+
+@vinyl.atomic
+@maybe_async
+def _locked_get(pk):
+    try:
+        return [(yield Book.vinyl.select_for_update().get(pk=pk))]
+    except Book.DoesNotExist:
+        return []
 
 
 @pytest.fixture(scope="module")
@@ -388,3 +440,36 @@ def test_concurrent_tasks_share_templates_never_values(seeded):
     pks = [i % 6 + 1 for i in range(40)]
     books = yield gather(*(Book.vinyl.get(pk=pk) for pk in pks))
     assert [b.pk for b in books] == pks
+
+
+@both_modes
+def test_a_select_for_update_template_still_locks(seeded):
+    """A warm select_for_update() is served from its template, and its rows are locked."""
+    from tests.helpers import Outside
+
+    outside = Outside()
+    try:
+        clear_query_cache()
+        for pks, options in (([1, 2], {}), ([3, 4], {}), ([5], {"nowait": True})):
+            books, sql = yield _lock_and_probe(outside, pks, options)
+            assert books == pks
+            assert sql.endswith("FOR UPDATE" + (" NOWAIT" if options else ""))
+        if query_cache_info()["enabled"]:
+            assert query_cache_info()["hits"] == 1  # the second call; the NOWAIT one is a miss
+    finally:
+        for conn in outside.conns:
+            conn.close()
+
+
+@vinyl.atomic
+@maybe_async
+def _lock_and_probe(outside, pks, options):
+    import psycopg
+
+    with capture_queries() as queries:
+        books = yield Book.vinyl.select_for_update(**options).filter(pk__in=pks).order_by("pk")
+    for pk in pks:  # another session cannot lock them
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            outside.try_lock("testapp_book", "id", pk)
+    [(sql, _)] = queries
+    return [book.pk for book in books], sql

@@ -42,6 +42,7 @@ from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
 from django.db.models.sql.where import WhereNode
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from ..compat import AVOID_CLONING, mirrors
@@ -465,6 +466,28 @@ class CachedChain:
 
         return self._vinyl_step(QuerySet.prefetch_related, shape, *lookups)
 
+    @mirrors("django.db.models.query:QuerySet.select_for_update")
+    def select_for_update(
+        self, nowait: bool = False, skip_locked: bool = False, of: Any = (), no_key: bool = False
+    ) -> Any:
+        def shape(v: Slots) -> Any:
+            if not all(type(flag) is bool for flag in (nowait, skip_locked, no_key)):
+                raise Untracked("select_for_update() with options that are not booleans")
+            if type(of) not in (tuple, list):
+                raise Untracked("select_for_update(of=...) not a list or tuple")
+            return ("for_update", nowait, skip_locked, _names(tuple(of)), no_key)
+
+        clone = self._vinyl_step(
+            QuerySet.select_for_update,
+            shape,
+            nowait=nowait,
+            skip_locked=skip_locked,
+            of=of,
+            no_key=no_key,
+        )
+        clone._for_write = True  # (a lazy clone has not run QuerySet.select_for_update)
+        return clone
+
     def distinct(self, *fields: Any) -> Any:
         def shape(v: Slots) -> Any:
             if fields:
@@ -877,8 +900,31 @@ def _store(key: Any, entry: Any) -> None:
 # -- the operations -----------------------------------------------------------------------------
 
 
+def _locks(qs: Any) -> bool:
+    """Whether *qs* is a recorded ``select_for_update()`` queryset."""
+    return qs._vinyl_shape is not None and any(step[0] == "for_update" for step in qs._vinyl_shape)
+
+
+def _check_lock(qs: Any) -> None:
+    """Raise what Django's ``SQLCompiler.as_sql()`` raises for a ``select_for_update()``
+    outside a transaction: a template skips ``as_sql()``, so the check is made here, hit or
+    miss. (The other checks there depend on the backend's features only: PostgreSQL has them
+    all, and derive() takes PostgreSQL's statements only.)"""
+    connection = sql_connection(qs.db)
+    if (
+        connection.features.has_select_for_update
+        and connection.get_autocommit()
+        and connection.features.supports_transactions
+    ):
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+
+
 def fetch(qs: Any) -> Any:
     """The objects (or values) of *qs*: maybe-async."""
+    if _locks(qs) and _enabled():
+        _check_lock(qs)
 
     @maybe_async
     def miss():
@@ -893,11 +939,22 @@ def fetch(qs: Any) -> Any:
     return run(qs, "fetch", miss, finish)
 
 
+def _locking_fallback(qs: Any) -> bool:
+    if _locks(qs) and _enabled():
+        _fallback("select_for_update() with count(), exists() or aggregate()")
+        return True
+    return False
+
+
 def count(qs: Any, miss: Callable[[], Any]) -> Any:
+    if _locking_fallback(qs):
+        return miss()
     return run(qs, "count", miss, lambda c, row, t: c.vinyl_aggregation(row)["__count"])
 
 
 def exists(qs: Any, miss: Callable[[], Any]) -> Any:
+    if _locking_fallback(qs):
+        return miss()
     return run(qs, "exists", miss, lambda c, row, t: bool(row))
 
 
@@ -907,5 +964,7 @@ def aggregate(qs: Any, args: Any, kwargs: Any, miss: Callable[[], Any]) -> Any:
     except Untracked as exc:
         if _enabled():
             _fallback(str(exc))
+        return miss()
+    if _locking_fallback(qs):
         return miss()
     return run(qs, terminal, miss, lambda c, row, t: c.vinyl_aggregation(row))

@@ -161,7 +161,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites[M], CachedChain, QuerySet, Generi
     @maybe_async
     def get(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, M]:
         """Return the single object matching the lookups, as ``QuerySet.get``."""
-        recorded = self._vinyl_shape is not None  # then no combinator, distinct, for update
+        recorded = self._vinyl_shape is not None  # then no combinator, no distinct on fields
         if not recorded and self.query.combinator and (args or kwargs):
             raise NotSupportedError(
                 f"Calling QuerySet.get(...) with filters after {self.query.combinator}() is not "
