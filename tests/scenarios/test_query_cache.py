@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 from django.apps import apps
 from django.db import transaction
-from django.db.models import Avg, Count, F, Max, Q, Sum, Value
+from django.db.models import Avg, Count, F, Max, Prefetch, Q, Sum, Value
 from django.db.models.query import QuerySet
 from django.db.models.signals import post_migrate
 from django.test.utils import override_settings
@@ -44,6 +44,29 @@ def related_books(M, author):
 @maybe_async
 def _in_transaction(qs):
     return list((yield qs))
+
+
+@maybe_async
+def _prefetched_vinyl(qs, attr):
+    return _prefetched((yield qs), attr)
+
+
+def _prefetched(objs, attr):
+    def related(obj):
+        found = getattr(obj, attr)
+        return found if isinstance(found, list) else found.all()
+
+    return [(obj.pk, [o.pk for o in related(obj)]) for obj in objs]
+
+
+def prefetched(M, name, pages, to_attr):
+    """Authors with a Prefetch of their books (pages > *pages*), after and before a filter."""
+    books = Prefetch("books", M(Book).filter(pages__gt=pages).order_by("-pk"), to_attr=to_attr)
+    qs = M(Author).prefetch_related(books).filter(name__gte=name).order_by("pk")
+    attr = to_attr or "books"
+    if M is django_manager:
+        return _prefetched(list(qs), attr)
+    return _prefetched_vinyl(qs, attr)
 
 
 def locked(M, options, pks):
@@ -240,6 +263,11 @@ SHAPES = {
         True,
     ),
     "using": (lambda M, v: M(Book).using("serializable").filter(pk=v), [1, 2], True),
+    "prefetch_objects": (  # the main query is cached, the Prefetch objects are the call's own
+        lambda M, v: prefetched(M, *v),
+        [("A", 100, "big"), ("A", 300, "big"), ("C", 0, None), ("A", 100, None), ("B", 0, "x")],
+        True,
+    ),
     "select_for_update": (
         lambda M, v: locked(M, *v),
         [

@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db.models import Field, Model, Q, sql
+from django.db.models import Field, Model, Prefetch, Q, sql
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
@@ -247,8 +247,9 @@ def _expr_key(expr: Any) -> Any:
 
 _PLAIN_CLASSES: dict[type, bool] = {}
 # The queryset attributes (besides its query) that recorded steps set: a lazy step takes them
-# from the first, built queryset of its shape.
-_STEP_ATTRS = ("_iterable_class", "_fields", "_prefetch_related_lookups")
+# from the first, built queryset of its shape. (Not ``_prefetch_related_lookups``: they may hold
+# Prefetch objects, values of the call; only prefetch_related() changes them, see there.)
+_STEP_ATTRS = ("_iterable_class", "_fields")
 
 
 def _cloning(qs: Any) -> bool:
@@ -458,13 +459,30 @@ class CachedChain:
     def defer(self, *fields: Any) -> Any:
         return self._vinyl_step(QuerySet.defer, lambda v: ("defer", _names(fields)), *fields)
 
+    @mirrors("django.db.models.query:QuerySet.prefetch_related")
     def prefetch_related(self, *lookups: Any) -> Any:
         def shape(v: Slots) -> Any:
-            if not all(isinstance(lookup, str) or lookup is None for lookup in lookups):
-                raise Untracked("prefetch_related() with Prefetch objects")
-            return ("prefetch", lookups)
+            # The lookups never change this query's SQL (the prefetching queries are Django's,
+            # built from the Prefetch objects the queryset holds); they are keyed all the same.
+            parts = []
+            for lookup in lookups:
+                if isinstance(lookup, str) or lookup is None:
+                    parts.append(lookup)
+                elif type(lookup) is Prefetch:
+                    parts.append(("P", lookup.prefetch_through, lookup.prefetch_to, lookup.to_attr))
+                else:
+                    raise Untracked("prefetch_related() with a Prefetch subclass")
+            return ("prefetch", tuple(parts))
 
-        return self._vinyl_step(QuerySet.prefetch_related, shape, *lookups)
+        clone = self._vinyl_step(QuerySet.prefetch_related, shape, *lookups)
+        if clone._vinyl_shape is not None and clone._vinyl_built < len(clone._vinyl_steps):
+            # Recorded lazily: set the lookups as QuerySet.prefetch_related does (its
+            # FilteredRelation check passed when Django built this shape).
+            if lookups == (None,):
+                clone._prefetch_related_lookups = ()
+            else:
+                clone._prefetch_related_lookups = self._prefetch_related_lookups + lookups
+        return clone
 
     @mirrors("django.db.models.query:QuerySet.select_for_update")
     def select_for_update(
