@@ -88,6 +88,16 @@ SHAPES = {
         [[1, 2], [2, 2, 3], [], [None, 1], [1, 2, 3, 4], (1, 2), ["1", "2"], [3, 4], {1, 2}],
         True,
     ),
+    "in_dict_set": (  # an __in lookup reads a dict's keys; sets and dicts keyed like lists
+        lambda M, v: books(M, pk__in=v),
+        [{1: 3, 2: 1}, {3: 1}, {4: 2, 5: 1}, {}, {2, 3}, frozenset({1, 6}), {5: 0, 6: 0}, {1, 2}],
+        True,
+    ),
+    "in_dict_q": (
+        lambda M, v: M(Book).filter(Q(pk__in=v) | Q(title="Zen")).order_by("pk"),
+        [{1: 3, 2: 1}, {3: 1, 4: 1}, {5, 6}],
+        True,
+    ),
     "gt": (lambda M, v: books(M, pages__gt=v), [100, 90, "150", Decimal("89.5"), 12.5], True),
     "gte_lte": (lambda M, v: books(M, pages__gte=v, price__lte=v), [90, 12, 320, 0], True),
     "lt_price": (lambda M, v: books(M, price__lt=v), [Decimal("10"), 20, "9.50", 9.5], True),
@@ -381,6 +391,18 @@ def test_a_list_changed_after_filter_is_not_seen(seeded):
         qs = Book.vinyl.filter(pk__in=ids).order_by("pk")
         ids.append(3)
         assert [b.pk for b in (yield qs)] == [1, 2]
+
+
+@both_modes
+def test_a_dict_or_set_changed_after_filter_is_not_seen(seeded):
+    for _ in range(2):  # the second time, the filter is lazy
+        wanted, other = {1: 1, 2: 1}, {3, 4}
+        qs = Book.vinyl.filter(pk__in=wanted).order_by("pk")
+        qs2 = Book.vinyl.filter(Q(pk__in=other)).order_by("pk")
+        wanted[3] = 1
+        other.add(5)
+        assert [b.pk for b in (yield qs)] == [1, 2]
+        assert [b.pk for b in (yield qs2)] == [3, 4]
 
 
 @both_modes

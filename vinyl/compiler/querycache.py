@@ -196,6 +196,32 @@ def _value_shape(value: Any, values: Slots) -> Any:
     )
 
 
+# Iterables that an ``__in`` lookup reads as a list of values (a dict: its keys). Unlike lists,
+# Django keeps them as given until its In lookup reads them, when filter() builds the query: a
+# recorded step copies them (see _copied_in) and keys them like lists.
+_IN_ITERABLES = (dict, set, frozenset)
+
+
+def _in_shape(key: str, value: Any, values: Slots) -> Any:
+    """The shape of a keyword filter's value (an ``__in`` lookup's dict or set like a list)."""
+    if type(value) in _IN_ITERABLES and key.endswith("__in"):
+        types = []
+        for item in value:
+            if not (item is None or isinstance(item, (Model, *_SCALARS))):
+                raise Untracked("a list holding an expression or an object")
+            types.append(type(item))
+        values.append(value)
+        return (type(value), len(value), frozenset(types))
+    return _value_shape(value, values)
+
+
+def _copied_in(key: str, value: Any) -> Any:
+    """A keyword filter's value as a recorded step keeps it (see _IN_ITERABLES)."""
+    if type(value) in _IN_ITERABLES and key.endswith("__in"):
+        return type(value)(value)
+    return _copied(value)
+
+
 def _q_shape(q: Any, values: Slots) -> Any:
     if isinstance(q, Q):
         return (
@@ -205,7 +231,7 @@ def _q_shape(q: Any, values: Slots) -> Any:
             tuple(_q_shape(child, values) for child in q.children),
         )
     if isinstance(q, tuple) and len(q) == 2 and isinstance(q[0], str):
-        return (q[0], _value_shape(q[1], values))
+        return (q[0], _in_shape(q[0], q[1], values))
     raise Untracked("an expression filter")
 
 
@@ -430,14 +456,14 @@ class CachedChain:
 
     def filter(self, *args: Any, **kwargs: Any) -> Any:
         if self._vinyl_shape is not None:
-            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
+            args, kwargs = _copied(args), {k: _copied_in(k, v) for k, v in kwargs.items()}
         return self._vinyl_step(
             QuerySet.filter, lambda v: _filter_shape("F", args, kwargs, v), *args, **kwargs
         )
 
     def exclude(self, *args: Any, **kwargs: Any) -> Any:
         if self._vinyl_shape is not None:
-            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
+            args, kwargs = _copied(args), {k: _copied_in(k, v) for k, v in kwargs.items()}
         return self._vinyl_step(
             QuerySet.exclude, lambda v: _filter_shape("X", args, kwargs, v), *args, **kwargs
         )
@@ -630,14 +656,20 @@ def _copied(value: Any) -> Any:
     if type(value) in (list, tuple):
         return type(value)(_copied(v) for v in value)
     if isinstance(value, Q):
-        return Q.create([_copied(c) for c in value.children], value.connector, value.negated)
+        children = [
+            (c[0], _copied_in(c[0], c[1]))
+            if type(c) is tuple and len(c) == 2 and isinstance(c[0], str)
+            else _copied(c)
+            for c in value.children
+        ]
+        return Q.create(children, value.connector, value.negated)
     return value
 
 
 def _filter_shape(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], values: Slots):
     # Q(*args, **kwargs) sorts the keyword arguments; so do the shape and the values.
     parts = [_q_shape(a, values) for a in args]
-    parts += [(k, _value_shape(v, values)) for k, v in sorted(kwargs.items())]
+    parts += [(k, _in_shape(k, v, values)) for k, v in sorted(kwargs.items())]
     return (kind, tuple(parts))
 
 
