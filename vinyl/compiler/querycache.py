@@ -283,6 +283,22 @@ def _cloning(qs: Any) -> bool:
     return not AVOID_CLONING or qs._cloning_enabled
 
 
+class _Reading:
+    """The context manager of ``CachedChain._vinyl_reading()`` (a class: it runs per clone)."""
+
+    __slots__ = ("qs", "trusted")
+
+    def __init__(self, qs: Any) -> None:
+        self.qs = qs
+
+    def __enter__(self) -> None:
+        self.trusted = self.qs._vinyl_trusted
+        self.qs._vinyl_trusted = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.qs._vinyl_trusted = self.trusted
+
+
 class CachedChain:
     """Mixin of VinylQuerySet: records its chain of calls, and builds the query only on demand.
 
@@ -340,15 +356,9 @@ class CachedChain:
             self._vinyl_build()
         return QuerySet.query.fget(self)
 
-    @contextlib.contextmanager
-    def _vinyl_reading(self) -> Iterator[None]:
+    def _vinyl_reading(self) -> _Reading:
         """Within the block, Django code that only reads ``self.query`` keeps it recorded."""
-        trusted = self._vinyl_trusted
-        self._vinyl_trusted = True
-        try:
-            yield
-        finally:
-            self._vinyl_trusted = trusted
+        return _Reading(self)
 
     @query.setter
     def query(self, value: Any) -> None:
@@ -455,6 +465,11 @@ class CachedChain:
         return result
 
     def filter(self, *args: Any, **kwargs: Any) -> Any:
+        if self._sticky_filter and self._vinyl_shape is not None:
+            # A many-to-many related manager's filter (its queryset is made, filtered and given
+            # its prefetched rows once per instance when prefetching): Django's path at once.
+            why = "a many-to-many related manager's sticky filter"
+            return self._vinyl_untracked(QuerySet.filter, args, kwargs, why)
         if self._vinyl_shape is not None:
             args, kwargs = _copied(args), {k: _copied_in(k, v) for k, v in kwargs.items()}
         return self._vinyl_step(
