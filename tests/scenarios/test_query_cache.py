@@ -23,7 +23,7 @@ from django.test.utils import override_settings
 
 import vinyl
 from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
-from tests.testapp.models import AllFields, Article, Author, Book
+from tests.testapp.models import AllFields, Article, Author, Book, Tag
 from vinyl import clear_query_cache, maybe_async, query_cache_disabled, query_cache_info
 from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
@@ -67,6 +67,28 @@ def prefetched(M, name, pages, to_attr):
     if M is django_manager:
         return _prefetched(list(qs), attr)
     return _prefetched_vinyl(qs, attr)
+
+
+def related(M, qs, *attrs):
+    """*qs* evaluated with its prefetched relations: ``[(pk, [related pks] …), …]``."""
+    if M is django_manager:
+        return _related(list(qs), attrs)
+    return _related_vinyl(qs, attrs)
+
+
+@maybe_async
+def _related_vinyl(qs, attrs):
+    return _related((yield qs), attrs)
+
+
+def _related(objs, attrs):
+    def pks(obj, attr):
+        found = obj
+        for part in attr.split("."):
+            found = getattr(found, part)
+        return [o.pk for o in (found if isinstance(found, list) else found.all())]
+
+    return [(obj.pk, *(pks(obj, attr) for attr in attrs)) for obj in objs]
 
 
 def locked(M, options, pks):
@@ -277,6 +299,58 @@ SHAPES = {
         lambda M, v: prefetched(M, *v),
         [("A", 100, "big"), ("A", 300, "big"), ("C", 0, None), ("A", 100, None), ("B", 0, "x")],
         True,
+    ),
+    # The queries of prefetch_related (related managers' get_prefetch_querysets): keyed by the
+    # number of instances and their types, the Prefetch queryset's own shape, served warm.
+    "prefetch_m2m": (
+        lambda M, v: related(
+            M, M(Book).filter(pk__lte=v).prefetch_related("tags").order_by("pk"), "tags"
+        ),  # fmt: skip
+        [2, 4, 2, 1, 6, 4, 0],
+        True,
+    ),
+    "prefetch_m2m_reverse": (
+        lambda M, v: related(M, M(Tag).filter(name__in=v).prefetch_related("books"), "books"),
+        [["python", "sql"], ["django"], ["sql", "python"], ["x"]],
+        True,
+    ),
+    "prefetch_reverse_fk": (
+        lambda M, v: related(
+            M, M(Author).filter(name__lte=v).prefetch_related("books").order_by("pk"), "books"
+        ),
+        ["Bob", "Dan", "Bob", "A"],
+        True,
+    ),
+    "prefetch_nested": (
+        lambda M, v: related(
+            M,
+            M(Author).filter(pk__gte=v).prefetch_related("books__tags", "books__chapters"),
+            "books",
+        ),
+        [1, 2, 1, 3],
+        True,
+    ),
+    "prefetch_object_m2m": (
+        lambda M, v: related(
+            M,
+            M(Book)
+            .order_by("pk")
+            .prefetch_related(Prefetch("tags", M(Tag).filter(name__gte=v[0]), to_attr=v[1])),
+            v[1] or "tags",
+        ),
+        [("d", "some"), ("s", "some"), ("a", None), ("z", None), ("d", "some")],
+        True,
+    ),
+    "prefetch_sliced": (  # a sliced Prefetch queryset (a window function): Django's path
+        lambda M, v: related(
+            M,
+            M(Author)
+            .order_by("pk")
+            .prefetch_related(Prefetch("books", M(Book).order_by("-pages")[:v], to_attr="top")),
+            "top",
+        ),
+        [1, 2, 1],
+        True,  # (the main query is cached)
     ),
     "select_for_update": (
         lambda M, v: locked(M, *v),
@@ -523,3 +597,34 @@ def _lock_and_probe(outside, pks, options):
             outside.try_lock("testapp_book", "id", pk)
     [(sql, _)] = queries
     return [book.pk for book in books], sql
+
+
+PREFETCHED_PKS = ([1, 2], [3, 4], [5, 2])
+
+
+@pytest.fixture
+def prefetched_books(seeded):
+    """Django's answers (computed outside the test's event loop)."""
+    return [
+        _related(
+            Book.objects.filter(pk__in=pks).order_by("pk").prefetch_related("tags", "chapters"),
+            ("tags", "chapters"),
+        )
+        for pks in PREFETCHED_PKS
+    ]
+
+
+@both_modes
+def test_the_queries_of_a_prefetch_are_served_from_templates(prefetched_books):
+    clear_query_cache()
+    for pks, expected in zip(PREFETCHED_PKS, prefetched_books, strict=True):
+        books = yield (
+            Book.vinyl.filter(pk__in=pks).order_by("pk").prefetch_related("tags", "chapters")
+        )
+        assert _related(books, ("tags", "chapters")) == expected
+        for book in books:
+            assert all(chapter.book is book for chapter in book.chapters.all())  # no query
+    info = query_cache_info()
+    if info["enabled"]:
+        # Three queries a call (the books, their tags, their chapters): misses the first time.
+        assert (info["misses"], info["hits"], info["fallbacks"]) == (3, 6, {})

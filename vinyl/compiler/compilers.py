@@ -25,6 +25,7 @@ from django.db.models.sql.constants import (
     NO_RESULTS,
     SINGLE,
 )
+from django.db.transaction import TransactionManagementError
 
 from ..compat import mirrors
 from ..db.connection import (
@@ -116,6 +117,8 @@ class VinylCompilerMixin:
             raise
         try:
             try:
+                if compiled is not None and self.query.select_for_update:
+                    self._check_for_update()  # as_sql() checks it; a template skips as_sql()
                 sql, params = compiled or self.as_sql()
                 if not sql:
                     raise EmptyResultSet
@@ -158,6 +161,20 @@ class VinylCompilerMixin:
         except EmptyResultSet:
             return True
         return not sql
+
+    def _check_for_update(self) -> None:
+        """Raise what Django's ``as_sql()`` raises for a ``select_for_update()`` outside a
+        transaction. (Its other checks depend on the backend's features only: PostgreSQL has
+        them all, and templates are made from PostgreSQL's statements only.)"""
+        features = self.connection.features
+        if (
+            features.has_select_for_update
+            and self.connection.get_autocommit()
+            and features.supports_transactions
+        ):
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
 
     @mirrors("django.db.models.sql.query:Query.get_aggregation")
     def vinyl_aggregation(self, row: Any) -> dict[str, Any]:

@@ -38,11 +38,11 @@ from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
 from django.db.models import Field, Model, Prefetch, Q, sql
+from django.db.models.fields.related_descriptors import _filter_prefetch_queryset
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
 from django.db.models.sql.where import WhereNode
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from ..compat import AVOID_CLONING, mirrors
@@ -547,6 +547,46 @@ class CachedChain:
         clone._for_write = True  # (a lazy clone has not run QuerySet.select_for_update)
         return clone
 
+    def extra(
+        self,
+        select: Any = None,
+        where: Any = None,
+        params: Any = None,
+        tables: Any = None,
+        order_by: Any = None,
+        select_params: Any = None,
+    ) -> Any:
+        def shape(v: Slots) -> Any:
+            # Only extra(select={name: sql}) without parameters (what Django's many-to-many
+            # prefetching adds): the SQL text is the key, nothing is bound.
+            if where or params or tables or order_by or select_params or not select:
+                raise Untracked("extra() with more than select")
+            items = tuple(select.items())
+            if not all(type(k) is str and type(sql) is str for k, sql in items):
+                raise Untracked("extra() with more than select")
+            return ("extra", items)
+
+        kwargs = {
+            "select": select,
+            "where": where,
+            "params": params,
+            "tables": tables,
+            "order_by": order_by,
+            "select_params": select_params,
+        }
+        return self._vinyl_step(QuerySet.extra, shape, **kwargs)
+
+    def _vinyl_prefetch_filter(self, field_name: str, instances: Any) -> Any:
+        """Django's ``_filter_prefetch_queryset(queryset, field_name, instances)`` (the
+        filter its prefetchers put on a related queryset), as a recorded step."""
+        instances = list(instances)
+        return self._vinyl_step(
+            _prefetch_filtered,
+            lambda v: ("prefetch_in", field_name, _value_shape(instances, v)),
+            field_name,
+            instances,
+        )
+
     def distinct(self, *fields: Any) -> Any:
         def shape(v: Slots) -> Any:
             if fields:
@@ -648,6 +688,10 @@ class CachedChain:
         if not isinstance(order_by, (tuple, list)):
             order_by = (order_by,)
         return self.order_by(*order_by)._vinyl_limited(1).get()
+
+
+def _prefetch_filtered(qs: Any, field_name: str, instances: Any) -> Any:
+    return _filter_prefetch_queryset(qs._chain(), field_name, instances)
 
 
 def _limited(qs: Any, high: int) -> Any:
@@ -780,10 +824,21 @@ def _leaves(node: Any, out: list[Any]) -> list[Any]:
         if isinstance(child, WhereNode):
             _leaves(child, out)
         elif isinstance(child, Lookup):
+            _djangos_own(child)
             out.append(child)
         else:
             raise NotCacheable(f"a {type(child).__name__} in WHERE")
     return out
+
+
+def _djangos_own(expression: Any) -> None:
+    """Refuse a custom lookup or transform (user code: verifying a template would compile it
+    again, and it declares no cache identity)."""
+    if not type(expression).__module__.startswith("django."):
+        raise NotCacheable("a custom lookup or transform")
+    lhs = getattr(expression, "lhs", None)
+    if lhs is not None and hasattr(lhs, "get_source_expressions"):
+        _djangos_own(lhs)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -970,26 +1025,8 @@ def _locks(qs: Any) -> bool:
     return qs._vinyl_shape is not None and any(step[0] == "for_update" for step in qs._vinyl_shape)
 
 
-def _check_lock(qs: Any) -> None:
-    """Raise what Django's ``SQLCompiler.as_sql()`` raises for a ``select_for_update()``
-    outside a transaction: a template skips ``as_sql()``, so the check is made here, hit or
-    miss. (The other checks there depend on the backend's features only: PostgreSQL has them
-    all, and derive() takes PostgreSQL's statements only.)"""
-    connection = sql_connection(qs.db)
-    if (
-        connection.features.has_select_for_update
-        and connection.get_autocommit()
-        and connection.features.supports_transactions
-    ):
-        raise TransactionManagementError(
-            "select_for_update cannot be used outside of a transaction."
-        )
-
-
 def fetch(qs: Any) -> Any:
     """The objects (or values) of *qs*: maybe-async."""
-    if _locks(qs) and _enabled():
-        _check_lock(qs)
 
     @maybe_async
     def miss():

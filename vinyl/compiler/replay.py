@@ -129,7 +129,18 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
         return finish(need.compiler, result)
     call = Call(func, _in_worker)
     kind, payload = call.start()
-    while kind == "query":
+    while kind in ("query", "wait"):
+        if kind == "wait":  # a vinyl operation run in the function waits for the loop
+            try:
+                yield call.waitable(payload)
+            except GeneratorExit:
+                call.abandon()
+                raise
+            except BaseException as exc:  # cancelled: the operation handles it, as a task's
+                kind, payload = call.throw(exc)
+            else:
+                kind, payload = call.send(None)
+            continue
         compiler, args = payload
         try:
             result = yield compiler.vinyl_execute_sql(*args)

@@ -30,6 +30,7 @@ operation ends (run to its end, or unwound by :class:`Abandoned` when the task g
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,10 @@ from typing import Any
 from greenlet import getcurrent, greenlet
 
 __all__ = ["Abandoned", "Call"]
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 class Abandoned(BaseException):
@@ -49,7 +54,8 @@ class Call:
     """One call of a Django function on a greenlet (see the module docstring).
 
     The calling task drives it: :meth:`start`, then :meth:`send` (a query's result) or
-    :meth:`throw` (its error) for each ``("query", (compiler, args))`` event, until an event
+    :meth:`throw` (its error) for each ``("query", (compiler, args))`` event, and for each
+    ``("wait", future)`` event (from :meth:`run`) once it has awaited it, until an event
     ``("done", value)`` or ``("error", exception)``; :meth:`abandon` unwinds it early.
     """
 
@@ -76,7 +82,46 @@ class Call:
             raise Abandoned
         return self._task.switch(("query", (compiler, args)))
 
+    def run(self, awaitable: Any) -> Any:
+        """Run a vinyl operation (an awaitable) here, in the function's context, to its end.
+
+        Its coroutine is stepped here; what it waits for (a future of the event loop) the
+        calling task waits for (``("wait", future)`` events), and what the task is thrown at
+        that wait (its cancellation) is thrown into the coroutine, as a task would.
+        """
+        if self._abandoned:
+            raise Abandoned
+        coroutine = _awaited(awaitable)
+        send: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    waited = coroutine.send(send)
+                else:
+                    waited, error = coroutine.throw(error), None
+            except StopIteration as stop:
+                return stop.value
+            send = None
+            if getattr(waited, "_asyncio_future_blocking", False):
+                # What a task does with the future its coroutine yields; the calling task then
+                # awaits the future itself (asyncio refuses to await a future marked blocking).
+                waited._asyncio_future_blocking = False
+            try:
+                self._task.switch(("wait", waited))
+            except Abandoned:
+                coroutine.close()  # the task is gone: nothing may be awaited any more
+                raise
+            except BaseException as exc:
+                error = exc
+
     # -- the calling task's side ---------------------------------------------------------------
+    @staticmethod
+    def waitable(waited: Any) -> Any:
+        """What the task awaits for a ``("wait", waited)`` event: the future, or one turn of the
+        loop for a bare ``yield`` (``asyncio.sleep(0)``)."""
+        return asyncio.sleep(0) if waited is None else waited
+
     def start(self) -> tuple[str, Any]:
         """Run the function up to its first query (or its end); return that event."""
         self._task = getcurrent()

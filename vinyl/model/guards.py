@@ -4,7 +4,9 @@ For VinylModel subclasses (see vinyl.model.base), Django's relation and deferred
 descriptors are replaced by subclasses that raise :class:`RelationNotLoaded` or
 :class:`DeferredFieldNotLoaded` in async mode, where a lazy load would block the event loop.
 Sync mode, and Django functions vinyl replays (see vinyl.compiler.replay), keep Django's lazy
-loading. Only VinylModel classes are touched; Django itself is not patched.
+loading. Only VinylModel classes are touched; Django itself is not patched. The to-many
+accessors are replaced too, by the ones of vinyl.model.prefetch (they prefetch with recorded
+querysets).
 
 ``obj.q`` probes a descriptor under :func:`probe` to learn whether reading it would query.
 """
@@ -20,6 +22,8 @@ from django.db.models.fields.related_descriptors import (
     ForeignKeyDeferredAttribute,
     ForwardManyToOneDescriptor,
     ForwardOneToOneDescriptor,
+    ManyToManyDescriptor,
+    ReverseManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
 from django.db.models.query_utils import DeferredAttribute
@@ -28,6 +32,7 @@ from ..compat import GENERIC_FOREIGN_KEY_DESCRIPTOR
 from ..compiler.tape import _tape
 from ..flags import is_async
 from .errors import DeferredFieldNotLoaded, RelationNotLoaded
+from .prefetch import VinylManyToManyDescriptor, VinylReverseManyToOneDescriptor
 
 __all__ = ["guard_descriptors"]
 
@@ -129,6 +134,10 @@ _GUARDED: dict[type, type] = {
     ReverseOneToOneDescriptor: VinylReverseOneToOneDescriptor,
     DeferredAttribute: VinylDeferredAttribute,
     ForeignKeyDeferredAttribute: VinylForeignKeyDeferredAttribute,
+    # Not guards: to-many managers refuse nothing (their querysets are lazy); these prefetch
+    # with recorded querysets (see vinyl.model.prefetch).
+    ReverseManyToOneDescriptor: VinylReverseManyToOneDescriptor,
+    ManyToManyDescriptor: VinylManyToManyDescriptor,
 }
 
 GenericForeignKeyDescriptor: Any = None
