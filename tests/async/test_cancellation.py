@@ -355,3 +355,28 @@ async def test_cancelled_in_a_query_of_a_replayed_django_function(outside, how):
     assert time.monotonic() - started < 2
     assert unwound == ["abandoned"]
     assert await call_with_io(lambda: Author.objects.filter(name="x").exists()) is False
+
+
+@pytest.mark.parametrize("how", HOWS)
+async def test_cancelled_in_a_prefetch_query_served_by_the_query_cache(outside, how):
+    """A prefetch's recorded query runs in the function's greenlet (vinyl.db.worker.Call.run):
+    a cancellation reaches it there as in a task (psycopg cancels it on the server), the
+    connection goes back to the pool clean, and the same prefetch works afterwards."""
+    from django.db.models import Prefetch
+
+    from tests.testapp.models import Author, Book
+
+    author = await Author.vinyl.create(name="a")
+    await Book.vinyl.create(author=author, title="t")
+    slow = Prefetch("books", Book.vinyl.extra(select={"s": "pg_sleep(5)"}))
+
+    async def body():
+        await Author.vinyl.prefetch_related(slow)
+
+    for _ in range(2):  # cold, then from the query cache's template
+        started = time.monotonic()
+        await _cancel_with(how, body, 0.2)
+        assert time.monotonic() - started < 2
+    fast = Prefetch("books", Book.vinyl.extra(select={"s": "1"}))
+    [found] = await Author.vinyl.prefetch_related(fast)
+    assert [b.title for b in found.books.all()] == ["t"]
