@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Avg, Count, F, Max, Prefetch, Q, Sum, Value
 from django.db.models.query import QuerySet
 from django.db.models.signals import post_migrate
@@ -89,6 +89,59 @@ def _related(objs, attrs):
         return [o.pk for o in (found if isinstance(found, list) else found.all())]
 
     return [(obj.pk, *(pks(obj, attr) for attr in attrs)) for obj in objs]
+
+
+BOOK_ROWS = ("pk", "title", "pages", "price", "published", "author_id", "editor_id")
+
+
+def updated(M, filters, values):
+    """``filter(**filters).update(**values)`` in a transaction rolled back: (rows, the books)."""
+    if M is django_manager:
+        with transaction.atomic():
+            try:
+                n = Book.objects.filter(**filters).update(**values)
+                return n, list(Book.objects.order_by("pk").values_list(*BOOK_ROWS))
+            finally:
+                transaction.set_rollback(True)
+    return _updated(filters, values)
+
+
+@vinyl.atomic
+@maybe_async
+def _updated(filters, values):
+    try:
+        n = yield Book.vinyl.filter(**filters).update(**values)
+        return n, list((yield Book.vinyl.order_by("pk").values_list(*BOOK_ROWS)))
+    finally:
+        vinyl.set_rollback(True)
+
+
+def saved(M, pk, values):
+    """A book saved (``save()``) with *values* set, rolled back: the books afterwards."""
+    if M is django_manager:
+        with transaction.atomic():
+            try:
+                book = Book.objects.get(pk=pk)
+                for name, value in values.items():
+                    setattr(book, name, value)
+                models.Model.save(book)  # Django's own (VinylModel.save is vinyl's)
+                return list(Book.objects.order_by("pk").values_list(*BOOK_ROWS))
+            finally:
+                transaction.set_rollback(True)
+    return _saved(pk, values)
+
+
+@vinyl.atomic
+@maybe_async
+def _saved(pk, values):
+    try:
+        book = yield Book.vinyl.get(pk=pk)
+        for name, value in values.items():
+            setattr(book, name, value)
+        yield book.save()
+        return list((yield Book.vinyl.order_by("pk").values_list(*BOOK_ROWS)))
+    finally:
+        vinyl.set_rollback(True)
 
 
 def locked(M, options, pks):
@@ -351,6 +404,47 @@ SHAPES = {
         ),
         [1, 2, 1],
         True,  # (the main query is cached)
+    ),
+    "update": (  # update() of a filtered queryset: SET values bound as Django binds them
+        lambda M, v: updated(M, *v),
+        [
+            ({"pk": 1}, {"pages": 10}),
+            ({"pk": 2}, {"pages": 20}),
+            ({"pk": 3}, {"pages": "30"}),
+            ({"pk": 4}, {"pages": "x"}),  # Django's ValueError
+            ({"pk": 1}, {"pages": None}),  # NOT NULL: IntegrityError
+            ({"pk__in": [1, 2]}, {"title": "X", "price": Decimal("1.50")}),
+            ({"pk__in": [3, 5]}, {"title": "%", "price": Decimal("2")}),
+            ({"pk__in": [3, 5]}, {"title": "Y", "price": 2.5}),
+            ({"pk": 4}, {"published": NAIVE}),  # Django warns (naive datetime)
+            ({"pk": 5}, {"published": None}),
+            ({"pk": 6}, {"published": dt.datetime(2001, 2, 3, 4, 5, tzinfo=UTC)}),
+            ({"pk": 6}, {"published": dt.date(2001, 2, 3)}),
+            ({"pages__gt": 100}, {"pages": 1}),
+            ({"pages__gt": 300}, {"pages": 2}),
+            ({"author__name": "Ann"}, {"pages": 5}),  # a join: Django's subquery, its path
+            ({"author__name": "Cat"}, {"pages": 6}),
+            ({"pk": 1}, {"pages": F("pages") + 1}),  # an expression: Django's path
+            ({"pk": 1}, {"nope": 1}),  # Django's FieldError
+            ({"pk": "x"}, {"pages": 1}),
+            ({"title": None}, {"pages": 3}),
+            ({"pk": 2}, {"author": Author(pk=3)}),  # a model instance: Django's path
+            ({"pk": 2}, {"author_id": 3, "editor_id": None}),
+            ({"pk": 3}, {"author_id": 1, "editor_id": 2}),
+        ],
+        True,
+    ),
+    "save": (  # a save()'s UPDATE (the instance's filter(pk=…)): keyed by the fields' kinds
+        lambda M, v: saved(M, *v),
+        [
+            (1, {"pages": 11}),
+            (2, {"pages": 12, "title": "T"}),
+            (3, {"pages": 13}),
+            (4, {"published": None}),
+            (5, {"price": Decimal("9.99")}),
+            (6, {"price": "x"}),  # Django's ValidationError
+        ],
+        True,
     ),
     "select_for_update": (
         lambda M, v: locked(M, *v),
@@ -628,3 +722,35 @@ def test_the_queries_of_a_prefetch_are_served_from_templates(prefetched_books):
     if info["enabled"]:
         # Three queries a call (the books, their tags, their chapters): misses the first time.
         assert (info["misses"], info["hits"], info["fallbacks"]) == (3, 6, {})
+
+
+@vinyl.atomic
+@maybe_async
+def _updates_and_saves(books):
+    """Three update()s and three save()s of one shape each, rolled back: the hit counts."""
+    try:
+        counts = []
+        before = query_cache_info()["hits"]
+        for book, pages in zip(books, (7, 8, 9), strict=True):
+            assert (yield Book.vinyl.filter(pk=book.pk).update(pages=pages)) == 1
+        counts.append(query_cache_info()["hits"] - before)
+        before = query_cache_info()["hits"]
+        for book, pages in zip(books, (17, 18, 19), strict=True):
+            book.pages = pages
+            yield book.save(update_fields=["pages"])
+        counts.append(query_cache_info()["hits"] - before)
+        rows = yield Book.vinyl.filter(pk__in=[b.pk for b in books]).order_by("pk")
+        assert [b.pages for b in rows] == [17, 18, 19]
+        return counts
+    finally:
+        vinyl.set_rollback(True)
+
+
+@both_modes
+def test_updates_of_filtered_querysets_and_saves_are_served_from_templates(seeded):
+    clear_query_cache()
+    books = yield Book.vinyl.filter(pk__in=[1, 2, 3]).order_by("pk")
+    counts = yield _updates_and_saves(books)
+    if query_cache_info()["enabled"]:
+        assert counts == [2, 2]  # each shape's first statement is a miss
+        assert query_cache_info()["fallbacks"] == {}

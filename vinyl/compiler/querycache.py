@@ -732,6 +732,20 @@ def _filter_shape(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], valu
     return (kind, tuple(parts))
 
 
+def _fresh(query: Any) -> bool:
+    """Whether *query* is a new model's query. (A clone, as ``Manager.using()`` makes, also sets
+    some attributes to their classes' defaults, e.g. ``filter_is_sticky = False``.)"""
+    state, new = vars(query), vars(sql.Query(query.model))
+    if state == new:
+        return True
+    cls = type(query)
+    _missing = object()
+    for name in set(state) - set(new):
+        if getattr(cls, name, _missing) is not state[name]:
+            return False
+    return all(state.get(name, _missing) == value for name, value in new.items())
+
+
 def recorded(queryset: Any, cls: type) -> Any:
     """A recorded *cls* queryset equal to *queryset*, a fresh Django one, or None.
 
@@ -748,7 +762,7 @@ def recorded(queryset: Any, cls: type) -> Any:
         or queryset._prefetch_related_lookups
         or queryset._fields is not None
         or not _enabled()
-        or vars(queryset._query) != vars(sql.Query(queryset.model))
+        or not _fresh(queryset._query)
     ):
         return None
     clone = cls(model=queryset.model, using=queryset._db, hints=queryset._hints)
@@ -866,39 +880,11 @@ def _reproduces(compiler: Any, leaf: Any, value: Any, sql: str, params: Any) -> 
     return again_sql == sql and _same(tuple(again_params), tuple(params))
 
 
-def derive(
-    compiler: Any, sql: str, params: Any, values: tuple[Any, ...], keyed: Any, result_type: Any
-) -> Template:
-    """Turn a compiled statement into a Template, or raise NotCacheable.
-
-    The statement's parameters must be exactly the SELECT list's (constants: the shape keys
-    every expression there strictly) followed by the WHERE clause's, and each WHERE leaf that has
-    parameters must be reproduced exactly by building its lookup class on its left-hand side
-    with the next slot value. So every parameter is accounted for, and bound the way Django
-    binds it.
-    """
-    if compiler.connection.vendor != "postgresql":
-        raise NotCacheable("not PostgreSQL")
-    if type(compiler).__name__ != "SQLCompiler":
-        raise NotCacheable(f"a {type(compiler).__name__} (a subquery or a write)")
-    if getattr(compiler, "having", None) is not None or getattr(compiler, "qualify", None):
-        raise NotCacheable("HAVING or QUALIFY")
-    where = compiler.where
-    leaves = _leaves(where, []) if where is not None else []
-    try:
-        where_params = tuple(compiler.compile(where)[1]) if where is not None else ()
-    except FullResultSet:
-        if leaves:
-            raise NotCacheable("a WHERE that is always true") from None
-        where_params = ()  # no WHERE at all
-    except EmptyResultSet:
-        raise NotCacheable("a WHERE that is always false") from None
-    select_params = tuple(p for _, (_, ps), _ in compiler.select for p in ps)
-    params = tuple(params)
-    if len(params) != len(select_params) + len(where_params) or not all(
-        _same(a, b) for a, b in zip(params, select_params + where_params, strict=True)
-    ):
-        raise NotCacheable("parameters outside SELECT and WHERE")
+def _verified_leaves(
+    compiler: Any, leaves: list[Any], where_params: tuple[Any, ...], values: Any, keyed: Any
+) -> tuple[Any, ...]:
+    """The WHERE leaves with parameters, each reproduced exactly by its lookup class on its
+    left-hand side with the next value of the call: ``(lookup class, lhs, sql, slot)``."""
     keyed = set(keyed)
     bound: list[Any] = []
     rendered: list[tuple[int, Any]] = []
@@ -933,9 +919,174 @@ def derive(
         for b in rendered[i + 1 :]:
             if _same(a, b):
                 raise NotCacheable("equal values (cannot tell them apart)", lasting=False)
+    return tuple(bound)
+
+
+def derive(
+    compiler: Any, sql: str, params: Any, values: tuple[Any, ...], keyed: Any, result_type: Any
+) -> Template:
+    """Turn a compiled statement into a Template, or raise NotCacheable.
+
+    The statement's parameters must be exactly the SELECT list's (constants: the shape keys
+    every expression there strictly) followed by the WHERE clause's, and each WHERE leaf that has
+    parameters must be reproduced exactly by building its lookup class on its left-hand side
+    with the next slot value. So every parameter is accounted for, and bound the way Django
+    binds it.
+    """
+    if compiler.connection.vendor != "postgresql":
+        raise NotCacheable("not PostgreSQL")
+    if type(compiler).__name__ == "SQLUpdateCompiler":
+        return _derive_update(compiler, sql, params, values, keyed, result_type)
+    if type(compiler).__name__ != "SQLCompiler":
+        raise NotCacheable(f"a {type(compiler).__name__} (a subquery or a write)")
+    if getattr(compiler, "having", None) is not None or getattr(compiler, "qualify", None):
+        raise NotCacheable("HAVING or QUALIFY")
+    where = compiler.where
+    leaves = _leaves(where, []) if where is not None else []
+    try:
+        where_params = tuple(compiler.compile(where)[1]) if where is not None else ()
+    except FullResultSet:
+        if leaves:
+            raise NotCacheable("a WHERE that is always true") from None
+        where_params = ()  # no WHERE at all
+    except EmptyResultSet:
+        raise NotCacheable("a WHERE that is always false") from None
+    select_params = tuple(p for _, (_, ps), _ in compiler.select for p in ps)
+    params = tuple(params)
+    if len(params) != len(select_params) + len(where_params) or not all(
+        _same(a, b) for a, b in zip(params, select_params + where_params, strict=True)
+    ):
+        raise NotCacheable("parameters outside SELECT and WHERE")
+    bound = _verified_leaves(compiler, leaves, where_params, values, keyed)
     state = {"__class__": type(compiler), "__dict__": dict(compiler.__dict__)}
     state["__dict__"].pop("vinyl_result", None)
-    return Template(sql, select_params, tuple(bound), state, compiler.query, result_type)
+    return Template(sql, select_params, bound, state, compiler.query, result_type)
+
+
+# -- UPDATE of a filtered queryset -------------------------------------------------------------
+
+
+class UpdateTemplate(Template):
+    """A verified ``UPDATE … SET … WHERE …``: the SET values are the first values of the call
+    (one per field, in order), bound through ``field.get_db_prep_save()`` as Django's
+    ``SQLUpdateCompiler.as_sql()`` binds them; the WHERE leaves as a SELECT's."""
+
+    __slots__ = ("fields", "nulls", "nulls_bound")
+
+    @mirrors("django.db.models.sql.compiler:SQLUpdateCompiler.as_sql")
+    def bind(self, compiler: Any, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        connection = compiler.connection
+        params: list[Any] = []
+        for i, field in enumerate(self.fields):
+            value = field.get_db_prep_save(values[i], connection=connection)
+            if hasattr(value, "as_sql") or (value is None) != (i in self.nulls):
+                return None  # SQL of its own (an expression, or NULL where Django inlines it)
+            if value is not None or self.nulls_bound:
+                params.append(value)
+        where = Template.bind(self, compiler, values)
+        return None if where is None else (*params, *where)
+
+
+def _set_params(compiler: Any, values: Any) -> list[Any]:
+    """The SET values of the compiled UPDATE, prepared as Django prepares them, or NotCacheable."""
+    prepared = []
+    with warnings.catch_warnings():  # Django warned when it compiled the statement
+        warnings.simplefilter("ignore")
+        for (field, _model, val), given in zip(compiler.query.values, values, strict=False):
+            if hasattr(val, "resolve_expression") or hasattr(val, "prepare_database_save"):
+                raise NotCacheable("update() with an expression or a model instance")
+            if hasattr(field, "get_placeholder_sql") or hasattr(field, "get_placeholder"):
+                raise NotCacheable("update() of a field with a placeholder of its own")
+            value = field.get_db_prep_save(given, connection=compiler.connection)
+            if hasattr(value, "as_sql"):
+                raise NotCacheable("update() with a value prepared as an expression")
+            prepared.append(value)
+    return prepared
+
+
+def _derive_update(
+    compiler: Any, sql: str, params: Any, values: tuple[Any, ...], keyed: Any, result_type: Any
+) -> Template:
+    query = compiler.query
+    n = len(query.values)
+    if query.related_updates or compiler.returning_fields or len(values) < n or not n:
+        raise NotCacheable("an UPDATE of several tables or with RETURNING")
+    prepared = _set_params(compiler, values[:n])
+    where = query.where
+    leaves = _leaves(where, [])
+    try:
+        where_params = tuple(compiler.compile(where)[1])
+    except FullResultSet:
+        if leaves:
+            raise NotCacheable("a WHERE that is always true") from None
+        where_params = ()
+    except EmptyResultSet:
+        raise NotCacheable("a WHERE that is always false") from None
+    params = tuple(params)
+    nulls = frozenset(i for i, value in enumerate(prepared) if value is None)
+    # Django 6.1 binds a None as a parameter, 5.2 writes NULL into the SQL: tell from the count.
+    nulls_bound = len(params) - len(where_params) == n
+    expected = tuple(v for v in prepared if v is not None or nulls_bound)
+    if len(params) != len(expected) + len(where_params) or not all(
+        _same(a, b) for a, b in zip(params, expected + where_params, strict=True)
+    ):
+        raise NotCacheable("parameters outside SET and WHERE")
+    bound = _verified_leaves(
+        compiler, leaves, where_params, values[n:], [i - n for i in keyed if i >= n]
+    )
+    bound = tuple((cls, lhs, fragment, slot + n) for cls, lhs, fragment, slot in bound)
+    state = {"__class__": type(compiler), "__dict__": dict(compiler.__dict__)}
+    state["__dict__"].pop("vinyl_result", None)
+    template = UpdateTemplate(sql, (), bound, state, query, result_type)
+    template.fields = tuple(field for field, _model, _val in query.values)
+    template.nulls, template.nulls_bound = nulls, nulls_bound
+    return template
+
+
+class _UpdateCall:
+    """What run() reads of a queryset, for an UPDATE: the SET values come first."""
+
+    __slots__ = ("model", "db", "_vinyl_shape", "_vinyl_why", "_vinyl_values", "_vinyl_keyed")
+
+    def __init__(self, qs: Any, set_values: tuple[Any, ...]) -> None:
+        n = len(set_values)
+        self.model, self.db = qs.model, qs.db
+        self._vinyl_shape, self._vinyl_why = qs._vinyl_shape, qs._vinyl_why
+        self._vinyl_values = (*set_values, *qs._vinyl_values)
+        self._vinyl_keyed = tuple(i + n for i in qs._vinyl_keyed)
+
+
+def _set_shape(name: Any, value: Any) -> Any:
+    if value is None:
+        return (name, None)  # (5.2 writes NULL into the SQL)
+    if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+        raise Untracked("update() with an expression or a model instance")
+    if not (type(value) in _SCALARS or type(value) is bool or isinstance(value, _SCALARS)):
+        raise Untracked("update() with a value of no kind")
+    return (name, type(value))
+
+
+def _update(qs: Any, terminal: str, items: list[tuple[Any, Any]], miss: Callable[[], Any]) -> Any:
+    if qs._vinyl_shape is None or not _enabled():
+        return run(qs, terminal, miss, None)  # (counts the fallback)
+    try:
+        shape = tuple(_set_shape(name, value) for name, value in items)
+    except Untracked as exc:
+        _fallback(str(exc))
+        return miss()
+    call = _UpdateCall(qs, tuple(value for _, value in items))
+    return run(call, (terminal, shape), miss, lambda c, rows, t: rows or 0)
+
+
+def update(qs: Any, kwargs: dict[str, Any], miss: Callable[[], Any]) -> Any:
+    """``qs.update(**kwargs)``'s row count (maybe-async); *miss* runs Django's path."""
+    return _update(qs, "update", list(kwargs.items()), miss)
+
+
+def update_fields(qs: Any, values: list[Any], miss: Callable[[], Any]) -> Any:
+    """The row count of ``qs._update(values)`` (``(field, model, value)`` triples, a save's
+    UPDATE; maybe-async); *miss* runs Django's path."""
+    return _update(qs, "update_fields", [(f.attname, v) for f, _m, v in values], miss)
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..compat import mirrors
 from ..db.connection import ALL_ROWS, prepare, run
 from ..db.transaction import in_atomic
 from ..futures import maybe_async
+from . import querycache
 from .compilers import compiler_of
 from .replay import call_with_io
 
@@ -103,6 +104,22 @@ def update_returning(queryset: QuerySet, values: list[Any], returning_fields: An
     Without *returning_fields* the row count; with a list (Django 6.1's save path) one tuple of
     returned values per updated row, converted as Django's ``execute_returning_sql`` does.
     """
+    if not returning_fields and getattr(queryset, "_vinyl_shape", None) is not None:
+        # A recorded queryset (a save's ``filter(pk=…)``): from the query cache's template when
+        # its shape repeats, its query never built.
+        if queryset._vinyl_sliced():
+            raise TypeError("Cannot update a query once a slice has been taken.")
+
+        @maybe_async
+        def miss():
+            query = queryset.query.chain(sql.UpdateQuery)
+            query.add_update_fields(values)
+            query.annotations = {}  # so that they won't be present in subqueries
+            return (yield update_query(query, queryset.db))
+
+        rows = yield querycache.update_fields(queryset, values, miss)
+        queryset._result_cache = None
+        return rows if returning_fields is None else [()] * rows
     if queryset.query.is_sliced:
         raise TypeError("Cannot update a query once a slice has been taken.")
     using = queryset.db

@@ -342,7 +342,10 @@ def _save_table(obj, raw, cls, force_insert, force_update, using, update_fields,
                     value, "resolve_expression"
                 ):
                     returning_fields.append(field)
-        filtered = as_vinyl(base_qs.filter(pk=obj._get_pk_val(meta)))
+        if type(base_qs) is QuerySet:  # recorded, so a repeated save's UPDATE is a template's
+            filtered = as_vinyl(base_qs).filter(pk=obj._get_pk_val(meta))
+        else:  # a base manager's own queryset class filters in its own way
+            filtered = as_vinyl(base_qs.filter(pk=obj._get_pk_val(meta)))
         results = yield _do_update(
             obj, filtered, values, update_fields, forced_update, returning_fields
         )

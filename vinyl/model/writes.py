@@ -34,6 +34,7 @@ from ..compat import (
     FETCH_MODES,
     mirrors,
 )
+from ..compiler import querycache
 from ..compiler.replay import call_with_io
 from ..compiler.statements import insert_objs, update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
@@ -45,6 +46,14 @@ __all__ = ["QuerySetWrites"]
 
 
 M = TypeVar("M", bound=Model)
+
+
+class _Raised(BaseException):
+    """An error of update()'s building, carried past ``mark_for_rollback_on_error`` (Django
+    builds the query before that block: such an error leaves the transaction usable)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class QuerySetWrites(Generic[M]):
@@ -162,13 +171,36 @@ class QuerySetWrites(Generic[M]):
         without one).
         """
         # Django's QuerySet.update() builds the query (copied: it runs the query at its end, and
-        # its compiler selects the parents' ids mid-compile, which vinyl must do itself).
-        self._not_support_combined_queries("update")
-        if self.query.is_sliced:
+        # its compiler selects the parents' ids mid-compile, which vinyl must do itself). A
+        # recorded queryset is checked from its shape (it has no combinator or distinct fields),
+        # and a repeated one is updated from the query cache's template, its query never built.
+        if self._vinyl_shape is None:
+            self._not_support_combined_queries("update")
+            if self.query.is_sliced:
+                raise TypeError("Cannot update a query once a slice has been taken.")
+            if self.query.distinct_fields:
+                raise TypeError("Cannot call update() after .distinct(*fields).")
+        elif self._vinyl_sliced():
             raise TypeError("Cannot update a query once a slice has been taken.")
-        if self.query.distinct_fields:
-            raise TypeError("Cannot call update() after .distinct(*fields).")
         self._for_write = True
+
+        @maybe_async
+        def miss():
+            try:
+                query = self._update_query(kwargs)
+            except Exception as exc:  # raised before the statement, as in Django: see below
+                raise _Raised(exc) from None
+            return (yield update_query(query, self.db))
+
+        try:
+            with mark_for_rollback_on_error(self.db):
+                rows = yield querycache.update(self, kwargs, miss)
+        except _Raised as raised:
+            raise raised.error from None
+        self._result_cache = None
+        return rows
+
+    def _update_query(self, kwargs: dict[str, Any]) -> Any:
         query = self.query.chain(sql.UpdateQuery)
         query.add_update_values(kwargs)
         new_order_by = []
@@ -190,10 +222,7 @@ class QuerySetWrites(Generic[M]):
                 new_order_by.append(col)
         query.order_by = tuple(new_order_by)
         query.clear_select_clause()
-        with mark_for_rollback_on_error(self.db):
-            rows = yield update_query(query, self.db)
-        self._result_cache = None
-        return rows
+        return query
 
     update.alters_data = True
 
