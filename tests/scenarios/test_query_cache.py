@@ -17,13 +17,18 @@ import pytest
 from django.apps import apps
 from django.db import models, transaction
 from django.db.models import Avg, Count, F, Max, Prefetch, Q, Sum, Value
+from django.db.models.fields.related_descriptors import (
+    ManyToManyDescriptor,
+    create_forward_many_to_many_manager,
+    create_reverse_many_to_one_manager,
+)
 from django.db.models.query import QuerySet
 from django.db.models.signals import post_migrate
 from django.test.utils import override_settings
 
 import vinyl
 from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
-from tests.testapp.models import AllFields, Article, Author, Book, Tag
+from tests.testapp.models import AllFields, Article, Author, Book, Chapter, Tag
 from vinyl import clear_query_cache, maybe_async, query_cache_disabled, query_cache_info
 from vinyl.connection import capture_queries
 from vinyl.testing import both_modes
@@ -36,8 +41,27 @@ def books(M, **filters):
     return M(Book).filter(**filters).order_by("pk")
 
 
+def django_related(instance, name):
+    """*instance*'s related manager *name* of Django's own classes (a VinylModel's default
+    manager, and so its related managers, make vinyl's querysets)."""
+    descriptor = type(instance).__dict__[name]
+    if isinstance(descriptor, ManyToManyDescriptor):
+        manager = create_forward_many_to_many_manager(
+            models.Manager, descriptor.rel, reverse=descriptor.reverse
+        )
+    else:
+        manager = create_reverse_many_to_one_manager(models.Manager, descriptor.rel)
+    return manager(instance)
+
+
+def related_manager(M, instance, name):
+    if M is django_manager:
+        return django_related(instance, name)
+    return getattr(instance.q, name)
+
+
 def related_books(M, author):
-    return (author.books if M is django_manager else author.q.books).order_by("pk")
+    return related_manager(M, author, "books").order_by("pk")
 
 
 @vinyl.atomic
@@ -142,6 +166,49 @@ def _saved(pk, values):
         return list((yield Book.vinyl.order_by("pk").values_list(*BOOK_ROWS)))
     finally:
         vinyl.set_rollback(True)
+
+
+# The related models of the lookups below: Django's side prefetches with querysets of Django's
+# own managers (Model.objects), so that its answer comes from Django's own prefetchers (a
+# VinylModel's accessors prefetch through vinyl's, see vinyl.model.prefetch).
+_PREFETCHED = {
+    "tags": Tag,
+    "chapters": Chapter,
+    "books": Book,
+    "books__tags": Tag,
+    "books__chapters": Chapter,
+}
+
+
+def lookups(M, *names):
+    if M is django_manager:
+        return [Prefetch(name, _PREFETCHED[name].objects.all()) for name in names]
+    return list(names)
+
+
+def nested(M, qs):
+    """Authors, their books, and the books' tags and chapters, as pks."""
+    if M is django_manager:
+        return _nested(list(qs))
+    return _nested_vinyl(qs)
+
+
+@maybe_async
+def _nested_vinyl(qs):
+    return _nested((yield qs))
+
+
+def _nested(authors):
+    return [
+        (
+            a.pk,
+            [
+                (b.pk, [t.pk for t in b.tags.all()], [c.pk for c in b.chapters.all()])
+                for b in a.books.all()
+            ],
+        )
+        for a in authors
+    ]
 
 
 def locked(M, options, pks):
@@ -319,10 +386,20 @@ SHAPES = {
         [100, 400],
         True,
     ),
-    "many_to_many": (  # a sticky filter: Django's path
-        lambda M, v: (Book(pk=v).tags if M is django_manager else Book(pk=v).q.tags).order_by("pk"),
-        [1, 4],
-        False,
+    "many_to_many": (  # a many-to-many related manager: its sticky filter recorded
+        lambda M, v: related_manager(M, Book(pk=v), "tags").order_by("pk"),
+        [1, 4, 2, 3],
+        True,
+    ),
+    "many_to_many_sticky": (  # the next filter reuses the manager's join, as in Django
+        lambda M, v: (
+            related_manager(M, Tag(pk=v[0]), "books")
+            .filter(tags__name=v[1])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        ),
+        [(1, "python"), (2, "python"), (1, "sql"), (2, "sql"), (3, "django"), (3, "x")],
+        True,
     ),
     "prefetch": (  # the main query is cached; the prefetching queries take Django's path
         lambda M, v: M(Author).filter(name__gte=v).prefetch_related("books").order_by("pk"),
@@ -357,28 +434,36 @@ SHAPES = {
     # number of instances and their types, the Prefetch queryset's own shape, served warm.
     "prefetch_m2m": (
         lambda M, v: related(
-            M, M(Book).filter(pk__lte=v).prefetch_related("tags").order_by("pk"), "tags"
-        ),  # fmt: skip
+            M,
+            M(Book).filter(pk__lte=v).prefetch_related(*lookups(M, "tags")).order_by("pk"),
+            "tags",
+        ),
         [2, 4, 2, 1, 6, 4, 0],
         True,
     ),
     "prefetch_m2m_reverse": (
-        lambda M, v: related(M, M(Tag).filter(name__in=v).prefetch_related("books"), "books"),
+        lambda M, v: related(
+            M, M(Tag).filter(name__in=v).prefetch_related(*lookups(M, "books")), "books"
+        ),
         [["python", "sql"], ["django"], ["sql", "python"], ["x"]],
         True,
     ),
     "prefetch_reverse_fk": (
         lambda M, v: related(
-            M, M(Author).filter(name__lte=v).prefetch_related("books").order_by("pk"), "books"
+            M,
+            M(Author).filter(name__lte=v).prefetch_related(*lookups(M, "books")).order_by("pk"),
+            "books",
         ),
         ["Bob", "Dan", "Bob", "A"],
         True,
     ),
     "prefetch_nested": (
-        lambda M, v: related(
+        lambda M, v: nested(
             M,
-            M(Author).filter(pk__gte=v).prefetch_related("books__tags", "books__chapters"),
-            "books",
+            M(Author)
+            .filter(pk__gte=v)
+            .order_by("pk")
+            .prefetch_related(*lookups(M, "books", "books__tags", "books__chapters")),
         ),
         [1, 2, 1, 3],
         True,
@@ -701,7 +786,9 @@ def prefetched_books(seeded):
     """Django's answers (computed outside the test's event loop)."""
     return [
         _related(
-            Book.objects.filter(pk__in=pks).order_by("pk").prefetch_related("tags", "chapters"),
+            Book.objects.filter(pk__in=pks)
+            .order_by("pk")
+            .prefetch_related(*lookups(django_manager, "tags", "chapters")),
             ("tags", "chapters"),
         )
         for pks in PREFETCHED_PKS

@@ -129,6 +129,22 @@ def query_cache_disabled() -> Iterator[None]:
         _disabled.reset(token)
 
 
+_prefetching: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "vinyl_prefetching", default=False
+)
+
+
+@contextlib.contextmanager
+def prefetching() -> Iterator[None]:
+    """Within the block, Django's prefetching runs: the related managers' querysets it makes for
+    each instance are given their rows, never evaluated, so they are not recorded."""
+    token = _prefetching.set(True)
+    try:
+        yield
+    finally:
+        _prefetching.reset(token)
+
+
 def _enabled() -> bool:
     return _state.config()[0] and not _disabled.get()
 
@@ -466,10 +482,20 @@ class CachedChain:
 
     def filter(self, *args: Any, **kwargs: Any) -> Any:
         if self._sticky_filter and self._vinyl_shape is not None:
-            # A many-to-many related manager's filter (its queryset is made, filtered and given
-            # its prefetched rows once per instance when prefetching): Django's path at once.
-            why = "a many-to-many related manager's sticky filter"
-            return self._vinyl_untracked(QuerySet.filter, args, kwargs, why)
+            # A many-to-many related manager's filter: recorded with its stickiness (Django
+            # reuses its join for the next filter), so ``book.q.tags…`` is cached too; but not
+            # while prefetching, which makes one per instance only to hold its prefetched rows.
+            if _prefetching.get():
+                why = "a many-to-many related manager's queryset made by prefetching"
+                return self._vinyl_untracked(QuerySet.filter, args, kwargs, why)
+            self._sticky_filter = False
+            args, kwargs = _copied(args), {k: _copied_in(k, v) for k, v in kwargs.items()}
+            return self._vinyl_step(
+                _sticky_filtered,
+                lambda v: ("sticky", _filter_shape("F", args, kwargs, v)),
+                *args,
+                **kwargs,
+            )
         if self._vinyl_shape is not None:
             args, kwargs = _copied(args), {k: _copied_in(k, v) for k, v in kwargs.items()}
         return self._vinyl_step(
@@ -688,6 +714,10 @@ class CachedChain:
         if not isinstance(order_by, (tuple, list)):
             order_by = (order_by,)
         return self.order_by(*order_by)._vinyl_limited(1).get()
+
+
+def _sticky_filtered(qs: Any, *args: Any, **kwargs: Any) -> Any:
+    return QuerySet.filter(qs._next_is_sticky(), *args, **kwargs)
 
 
 def _prefetch_filtered(qs: Any, field_name: str, instances: Any) -> Any:

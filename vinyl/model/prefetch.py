@@ -23,6 +23,7 @@ from django.db.models.query import prefetch_related_objects as _django_prefetch
 from django.utils.functional import cached_property
 
 from ..compat import mirrors
+from ..compiler import querycache
 from ..compiler.replay import call_with_io
 from ..futures import ready
 
@@ -38,7 +39,12 @@ def prefetch_related_objects(instances: Any, *lookups: Any) -> Any:
     instances = list(instances)
     if not instances or not lookups:
         return ready(None)
-    return call_with_io(lambda: _django_prefetch(instances, *lookups))
+    return call_with_io(lambda: _prefetch(instances, lookups))
+
+
+def _prefetch(instances: list[Any], lookups: tuple[Any, ...]) -> None:
+    with querycache.prefetching():
+        _django_prefetch(instances, *lookups)
 
 
 # -- the prefetching querysets of a VinylModel's to-many relations, recorded -----------------------
