@@ -37,7 +37,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db.models import Field, Model, Q, sql
+from django.db.models import Field, Model, Q, lookups, sql
+from django.db.models.expressions import Col
+from django.db.models.fields import related_lookups
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
@@ -654,15 +656,23 @@ class Template:
     def bind(self, compiler: Any, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The statement's parameters for *values*, or None when they would change its SQL."""
         params = list(self.prefix)
-        for lookup_class, lhs, fragment, slot in self.leaves:
+        connection = compiler.connection
+        for lookup_class, lhs, fragment, slot, rhs_sql in self.leaves:
             lookup = lookup_class(lhs, values[slot])  # Django's own value preparation
             if lookup.rhs is None and not lookup.can_use_none_as_rhs:
                 return None  # Django would build IS NULL
             try:
-                sql, lookup_params = compiler.compile(lookup)
+                if rhs_sql is not None and type(lookup.rhs) is not bool:
+                    # A plain lookup (see _plain_rhs): its SQL is the column's, fixed, and the
+                    # right-hand side's, which must not change; its parameters are the rhs's.
+                    sql, lookup_params = lookup.process_rhs(compiler, connection)
+                    if sql != rhs_sql:
+                        return None
+                else:
+                    sql, lookup_params = compiler.compile(lookup)
+                    if sql != fragment:
+                        return None
             except (EmptyResultSet, FullResultSet):
-                return None
-            if sql != fragment:
                 return None
             params.extend(lookup_params)
         return tuple(params)  # as Django's as_sql() returns them
@@ -685,6 +695,46 @@ class NotCacheable(Exception):
     def __init__(self, reason: str, lasting: bool = True) -> None:
         super().__init__(reason)
         self.reason, self.lasting = reason, lasting
+
+
+# The lookups whose SQL is "<column> <operator> <rhs>" with the column's SQL fixed by the lookup
+# class and the column: Django's own as_sql()/process_lhs() of its built-in lookups.
+_PLAIN_AS_SQL = frozenset(
+    {
+        lookups.BuiltinLookup.as_sql,
+        lookups.Exact.as_sql,
+        lookups.In.as_sql,
+        related_lookups.RelatedLookupMixin.as_sql,
+        related_lookups.RelatedIn.as_sql,
+    }
+)
+_PLAIN_PROCESS_LHS = frozenset({lookups.Lookup.process_lhs, lookups.BuiltinLookup.process_lhs})
+
+
+def _plain_rhs(compiler: Any, leaf: Any, leaf_params: Any) -> str | None:
+    """The rhs SQL of *leaf* when binding it needs only its ``process_rhs()``, else None.
+
+    True of Django's built-in lookups on a plain column with a plain value, when the leaf's
+    parameters are exactly its rhs's: then the lookup's SQL can change only through its rhs SQL
+    (the number of placeholders of an ``__in``, say), which bind() compares.
+    """
+    cls = type(leaf)
+    if (
+        type(leaf.lhs) is not Col
+        or leaf.bilateral_transforms
+        or type(leaf.rhs) is bool
+        or hasattr(leaf.rhs, "resolve_expression")
+        or cls.as_sql not in _PLAIN_AS_SQL
+        or cls.process_lhs not in _PLAIN_PROCESS_LHS
+        or not cls.get_rhs_op.__module__.startswith("django.db.models.")
+        or hasattr(leaf, "as_" + compiler.connection.vendor)
+    ):
+        return None
+    try:
+        rhs_sql, rhs_params = leaf.process_rhs(compiler, compiler.connection)
+    except (EmptyResultSet, FullResultSet):
+        return None
+    return rhs_sql if _same(tuple(rhs_params), tuple(leaf_params)) else None
 
 
 def _leaves(node: Any, out: list[Any]) -> list[Any]:
@@ -777,7 +827,8 @@ def derive(
             if leaf_params:
                 raise NotCacheable("a WHERE parameter that is not a value of the call")
             continue  # a leaf without parameters (IS NOT NULL of a negated lookup …)
-        bound.append((type(leaf), leaf.lhs, leaf_sql, match))
+        rhs_sql = _plain_rhs(compiler, leaf, leaf_params)
+        bound.append((type(leaf), leaf.lhs, leaf_sql, match, rhs_sql))
         if match not in keyed:
             rendered.append(tuple(leaf_params))
         produced.extend(leaf_params)
@@ -792,6 +843,7 @@ def derive(
                 raise NotCacheable("equal values (cannot tell them apart)", lasting=False)
     state = {"__class__": type(compiler), "__dict__": dict(compiler.__dict__)}
     state["__dict__"].pop("vinyl_result", None)
+    state["__dict__"]["vinyl_converters"] = {}  # shared by the template's compilers
     return Template(sql, select_params, tuple(bound), state, compiler.query, result_type)
 
 
@@ -877,20 +929,22 @@ def _store(key: Any, entry: Any) -> None:
 # -- the operations -----------------------------------------------------------------------------
 
 
+@maybe_async
+def _fetch_normally(qs: Any):
+    compiler = qs._vinyl_query().get_compiler(using=qs.db)
+    results = yield compiler.vinyl_execute_sql()
+    with qs._vinyl_reading():  # Django's iterables
+        return qs._objects_from(compiler, results)
+
+
 def fetch(qs: Any) -> Any:
     """The objects (or values) of *qs*: maybe-async."""
-
-    @maybe_async
-    def miss():
-        compiler = qs._vinyl_query().get_compiler(using=qs.db)
-        results = yield compiler.vinyl_execute_sql()
-        with qs._vinyl_reading():  # Django's iterables
-            return qs._objects_from(compiler, results)
-
-    def finish(compiler, raw, template):
-        return template.view(qs)._objects_from(compiler, raw)
-
-    return run(qs, "fetch", miss, finish)
+    return run(
+        qs,
+        "fetch",
+        lambda: _fetch_normally(qs),
+        lambda compiler, raw, template: template.view(qs)._objects_from(compiler, raw),
+    )
 
 
 def count(qs: Any, miss: Callable[[], Any]) -> Any:
