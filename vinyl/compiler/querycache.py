@@ -148,9 +148,14 @@ class Untracked(Exception):
 class Slots(list):
     """The values of a call, in order; ``keyed`` numbers those that are part of the key."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.keyed: list[int] = []
+    __slots__ = ("keyed",)
+
+    def key(self) -> None:
+        """Make the value just appended part of the key."""
+        try:
+            self.keyed.append(len(self) - 1)
+        except AttributeError:
+            self.keyed = [len(self) - 1]
 
 
 # Values bound at execution, keyed by their type only.
@@ -177,8 +182,8 @@ def _value_shape(value: Any, values: Slots) -> Any:
     if value is None:
         return None  # exact=None becomes IS NULL: part of the structure, not a value
     if kind is bool:
-        values.keyed.append(len(values))
         values.append(value)
+        values.key()
         return ("bool", value)  # isnull=True/False and negated lookups differ in their SQL
     if kind in _SCALARS or isinstance(value, (Model, *_SCALARS)):  # str/int enums …
         values.append(value)
@@ -382,7 +387,7 @@ class CachedChain:
         steps = (*self._vinyl_steps, (func, args, kwargs))
         known = _state.known.get((self.model, new_shape))
         # With cloning disabled (Django's _avoid_cloning()), the step changes this queryset.
-        in_place = not _cloning(self)
+        in_place = AVOID_CLONING and not self._cloning_enabled
         if known is not None:
             if in_place:
                 clone = self
@@ -392,10 +397,13 @@ class CachedChain:
                 clone._hints = self._hints or {}  # as QuerySet._clone: an empty dict is not shared
                 clone._result_cache = None
                 clone._prefetch_done = False
-            if not self._vinyl_lazy:  # what the steps not applied yet start from
-                clone._vinyl_base = tuple(getattr(self, name) for name in _STEP_ATTRS)
-            for name, value in zip(_STEP_ATTRS, known, strict=True):
-                setattr(clone, name, value)
+            if not self._vinyl_lazy:  # what the steps not applied yet start from (_STEP_ATTRS)
+                clone._vinyl_base = (
+                    self._iterable_class,
+                    self._fields,
+                    self._prefetch_related_lookups,
+                )
+            clone._iterable_class, clone._fields, clone._prefetch_related_lookups = known
             clone._vinyl_lazy = True
         else:
             if in_place:  # its query may be the base of lazy clones: change a copy
@@ -409,7 +417,11 @@ class CachedChain:
                 _state.known.clear()
             _state.known[(self.model, new_shape)] = tuple(getattr(clone, n) for n in _STEP_ATTRS)
         offset = len(self._vinyl_values)
-        clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in values.keyed))
+        keyed = getattr(values, "keyed", None)
+        if keyed:
+            clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in keyed))
+        else:
+            clone._vinyl_keyed = self._vinyl_keyed
         clone._vinyl_values = (*self._vinyl_values, *values)
         clone._vinyl_shape = new_shape
         clone._vinyl_steps = steps
@@ -538,6 +550,21 @@ class CachedChain:
             return  # Django's check looks for a GROUP BY only
         super()._check_ordering_first_last_queryset_aggregation(method)
 
+    def _vinyl_for_get(self, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> Any:
+        """The queryset get() runs, as one recorded step: ``filter(*args, **kwargs)``, then
+        ``order_by()`` unless sliced, and at most *limit* rows (see VinylQuerySet.get)."""
+        sliced = self._vinyl_sliced()
+        if self._vinyl_shape is not None:
+            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
+        return self._vinyl_step(
+            _for_get,
+            lambda v: ("get", sliced, limit, _filter_shape("F", args, kwargs, v)),
+            sliced,
+            limit,
+            args,
+            kwargs,
+        )
+
     def _vinyl_limited(self, high: int) -> Any:
         """``clone.query.set_limits(high=high)`` of get(), as a recorded step."""
         if self._vinyl_shape is not None and not self._vinyl_sliced():
@@ -568,6 +595,14 @@ class CachedChain:
         if not isinstance(order_by, (tuple, list)):
             order_by = (order_by,)
         return self.order_by(*order_by)._vinyl_limited(1).get()
+
+
+@mirrors("django.db.models.query:QuerySet.get")
+def _for_get(qs: Any, sliced: bool, limit: int, args: Any, kwargs: Any) -> Any:
+    clone = QuerySet.filter(qs, *args, **kwargs)
+    if sliced:
+        return _limited(clone, limit)
+    return QuerySet.__getitem__(QuerySet.order_by(clone), slice(None, limit))
 
 
 def _limited(qs: Any, high: int) -> Any:
