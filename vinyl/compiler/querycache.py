@@ -221,31 +221,60 @@ def _names(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
+# How _expr_key keys each class (computed once per class): "value" (the value itself), "repr"
+# (float, Decimal and subclasses of the scalars: the value's repr tells 1.0 from 1.00, -0.0
+# from 0.0), "seq", "q", "field", "expr", or the reason it cannot be keyed.
+_EXPR_KINDS: dict[type, str] = {}
+_NOT_KEYED = ("RawSQL", "Subquery", "Exists", "OuterRef", "ResolvedOuterRef")
+
+
+def _expr_kind(cls: type) -> str:
+    if cls in (str, int, bool, type(None)):
+        kind = "value"
+    elif issubclass(cls, (str, int, float, decimal.Decimal)):
+        kind = "repr"
+    elif issubclass(cls, (list, tuple)):
+        kind = "seq"
+    elif issubclass(cls, Q):
+        kind = "q"
+    elif not cls.__module__.startswith(("django.db.models.", "django.contrib.postgres.")):
+        kind = "!a custom expression"
+    elif cls.__name__ in _NOT_KEYED:
+        kind = f"!{cls.__name__}"
+    elif issubclass(cls, Field):
+        kind = "field"  # an output_field
+    else:
+        kind = "expr"
+    _EXPR_KINDS[cls] = kind
+    return kind
+
+
 def _expr_key(expr: Any) -> Any:
     """A strict key of an expression built only from Django's own classes, or Untracked."""
-    if isinstance(expr, (str, int, float, decimal.Decimal, bool, type(None))):
-        return (type(expr), repr(expr))
-    if isinstance(expr, (list, tuple)):
-        return (type(expr), tuple(_expr_key(e) for e in expr))
-    if isinstance(expr, Q):
-        return ("Q", expr.connector, expr.negated, tuple(_expr_key(c) for c in expr.children))
-    module = type(expr).__module__
-    if not module.startswith(("django.db.models.", "django.contrib.postgres.")):
-        raise Untracked("a custom expression")
-    if type(expr).__name__ in ("RawSQL", "Subquery", "Exists", "OuterRef", "ResolvedOuterRef"):
-        raise Untracked(f"{type(expr).__name__}")
-    if isinstance(expr, Field):  # an output_field
+    cls = type(expr)
+    kind = _EXPR_KINDS.get(cls) or _expr_kind(cls)
+    if kind == "value":
+        return (cls, expr)
+    if kind == "expr":
+        try:
+            args, kwargs = expr._constructor_args
+        except AttributeError:
+            raise Untracked("an expression without constructor arguments") from None
+        return (
+            cls,
+            tuple([_expr_key(a) for a in args]),
+            tuple([(k, _expr_key(kwargs[k])) for k in sorted(kwargs)]) if kwargs else (),
+        )
+    if kind == "repr":
+        return (cls, repr(expr))
+    if kind == "seq":
+        return (cls, tuple([_expr_key(e) for e in expr]))
+    if kind == "q":
+        return ("Q", expr.connector, expr.negated, tuple([_expr_key(c) for c in expr.children]))
+    if kind == "field":
         name, path, fargs, fkwargs = expr.deconstruct()
         return (path, _expr_key(tuple(fargs)), _expr_key(tuple(sorted(fkwargs.items()))))
-    try:
-        args, kwargs = expr._constructor_args
-    except AttributeError:
-        raise Untracked("an expression without constructor arguments") from None
-    return (
-        type(expr),
-        tuple(_expr_key(a) for a in args),
-        tuple((k, _expr_key(v)) for k, v in sorted(kwargs.items())),
-    )
+    raise Untracked(kind[1:])
 
 
 # -- the recording queryset ---------------------------------------------------------------------
