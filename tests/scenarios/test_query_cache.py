@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from decimal import Decimal
+from enum import StrEnum
 
 import pytest
 from django.apps import apps
@@ -25,6 +26,7 @@ from django.db.models.fields.related_descriptors import (
 from django.db.models.query import QuerySet
 from django.db.models.signals import post_migrate
 from django.test.utils import override_settings
+from django.utils.translation import gettext_lazy
 
 import vinyl
 from tests.scenarios.differential import django_manager, norm, seeded_database, vinyl_manager
@@ -516,6 +518,8 @@ SHAPES = {
             ({"pk": 2}, {"author": Author(pk=3)}),  # a model instance: Django's path
             ({"pk": 2}, {"author_id": 3, "editor_id": None}),
             ({"pk": 3}, {"author_id": 1, "editor_id": 2}),
+            ({"pk": 3}, {"title": gettext_lazy("lazy")}),  # a lazy string: Django's path
+            ({"pk": 4}, {"title": StrEnum("E", {"A": "enum"}).A}),  # a str subclass
         ],
         True,
     ),
@@ -528,6 +532,7 @@ SHAPES = {
             (4, {"published": None}),
             (5, {"price": Decimal("9.99")}),
             (6, {"price": "x"}),  # Django's ValidationError
+            (1, {"title": gettext_lazy("lazy")}),
         ],
         True,
     ),

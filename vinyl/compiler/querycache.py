@@ -1203,7 +1203,7 @@ def _set_shape(name: Any, value: Any) -> Any:
         return (name, None)  # (5.2 writes NULL into the SQL)
     if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
         raise Untracked("update() with an expression or a model instance")
-    if not (type(value) in _SCALARS or type(value) is bool or isinstance(value, _SCALARS)):
+    if not (type(value) in _SCALARS or type(value) is bool or isinstance(value, (*_SCALARS,))):
         raise Untracked("update() with a value of no kind")
     return (name, type(value))
 
