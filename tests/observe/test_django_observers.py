@@ -378,3 +378,22 @@ def test_vinyl_wrappers_see_the_same_statements_in_both_modes(ann):
     with vinyl.execute_wrapper(record):
         yield in_block_with_failing_savepoint(ann)
     assert seen == ["SELECT", "INSERT"]  # transaction control is Django's in sync mode
+
+
+@both_modes
+def test_a_prefetchs_queries_are_listed_as_djangos_own(ann):
+    """Prefetching runs Django's code once (async mode: on a greenlet, with compile-only
+    connections in its context); its queries, from the query cache or not, are listed on the
+    caller's connection object, as Django lists its own."""
+    yield Book.vinyl.create(author=ann, title="T")
+    for _ in range(2):  # cold, then each query from a template
+        conn = connections["default"]
+        conn.force_debug_cursor = True
+        try:
+            start = len(conn.queries_log)
+            authors = yield Author.vinyl.filter(name="Ann").prefetch_related("books")
+            listed = [q["sql"] for q in list(conn.queries_log)[start:]]
+        finally:
+            conn.force_debug_cursor = False
+        assert [b.title for b in authors[0].books.all()] == ["T"]
+        assert len(listed) == 2 and '"testapp_book"."author_id" IN' in listed[1], listed

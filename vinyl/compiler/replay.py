@@ -24,7 +24,7 @@ from typing import Any
 
 from django.db import connections
 
-from ..db.worker import Call
+from ..db.worker import Call, replaced_connections
 from ..db.wrapper import is_postgresql, sql_connection
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
@@ -46,6 +46,7 @@ class _Installed:
 
     def __init__(self) -> None:
         self.saved: list[tuple[str, Any]] = []
+        self.token: Any = None
 
     def __enter__(self) -> None:
         try:
@@ -54,11 +55,16 @@ class _Installed:
                     wrapper = sql_connection(alias)
                     self.saved.append((alias, connections[alias]))
                     connections[alias] = wrapper
+            # What a statement run here reports to (see vinyl.db.querylog).
+            self.token = replaced_connections.set(dict(self.saved))
         except BaseException:
             self.__exit__()
             raise
 
     def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            replaced_connections.reset(self.token)
+            self.token = None
         for alias, previous in reversed(self.saved):
             connections[alias] = previous
         self.saved.clear()

@@ -37,7 +37,14 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-__all__ = ["Abandoned", "Call"]
+__all__ = ["Abandoned", "Call", "replaced_connections"]
+
+# Django's connection objects (``connections[alias]``) that call_with_io's compile-only wrappers
+# stand in for in this context (the greenlet's): a statement a vinyl operation runs there is
+# logged and wrapped by the calling task's connection object, as if the task ran it itself.
+replaced_connections: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "vinyl_replaced_connections", default=None
+)
 
 
 async def _awaited(awaitable: Any) -> Any:
