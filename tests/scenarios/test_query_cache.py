@@ -505,6 +505,7 @@ SHAPES = {
             ({"pk__in": [3, 5]}, {"title": "Y", "price": 2.5}),
             ({"pk": 4}, {"published": NAIVE}),  # Django warns (naive datetime)
             ({"pk": 5}, {"published": None}),
+            ({"pk": 6}, {"published": None}),  # a template with NULL (5.2: in its SQL)
             ({"pk": 6}, {"published": dt.datetime(2001, 2, 3, 4, 5, tzinfo=UTC)}),
             ({"pk": 6}, {"published": dt.date(2001, 2, 3)}),
             ({"pages__gt": 100}, {"pages": 1}),
@@ -530,6 +531,7 @@ SHAPES = {
             (2, {"pages": 12, "title": "T"}),
             (3, {"pages": 13}),
             (4, {"published": None}),
+            (5, {"published": None}),
             (5, {"price": Decimal("9.99")}),
             (6, {"price": "x"}),  # Django's ValidationError
             (1, {"title": gettext_lazy("lazy")}),

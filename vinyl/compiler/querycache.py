@@ -1151,7 +1151,12 @@ def _derive_update(
 ) -> Template:
     query = compiler.query
     n = len(query.values)
-    if query.related_updates or compiler.returning_fields or len(values) < n or not n:
+    if (
+        query.related_updates
+        or getattr(compiler, "returning_fields", None)
+        or len(values) < n
+        or not n
+    ):
         raise NotCacheable("an UPDATE of several tables or with RETURNING")
     prepared = _set_params(compiler, values[:n])
     where = query.where
