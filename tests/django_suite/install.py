@@ -57,6 +57,7 @@ from django.utils.functional import cached_property
 
 import vinyl
 from vinyl import VinylModel, VinylQuerySet
+from vinyl.compiler.replay import in_worker
 from vinyl.model.instance import InstanceWrites  # VinylModel's instance API, without its managers
 
 OPS: Counter[str] = Counter()  # "sync get", "async save" …: vinyl operations started, by mode
@@ -101,12 +102,17 @@ _loops = threading.local()
 def _needs_driving() -> bool:
     """Whether an operation is the test's own sync call, to be driven on this thread's loop.
 
-    Not inside a Django function vinyl replays in a worker thread (``vinyl.compiler.replay``):
-    async mode is on there (no loop runs), and the function's queries go to the calling task on
-    the test's loop, as they do for any async caller. A loop driven in that worker would run
-    them apart from the test (the worker's ``connections`` are vinyl's compile-only ones).
+    Not in vinyl's worker thread (``vinyl.compiler.replay``: a Django function vinyl replays, a
+    synchronous save() override): its queries and operations go to the calling task on the
+    test's loop, as they do for any async caller. A loop driven in that worker would run them
+    apart from the test (the worker's ``connections`` are vinyl's compile-only ones).
     """
-    return _driven and asyncio._get_running_loop() is None and not vinyl.is_async()
+    return (
+        _driven
+        and asyncio._get_running_loop() is None
+        and not vinyl.is_async()
+        and not in_worker()  # sync code vinyl runs for an async caller (a save() override)
+    )
 
 
 def _runner() -> asyncio.Runner:

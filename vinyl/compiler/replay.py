@@ -25,14 +25,15 @@ from typing import Any
 from django.db import connections
 
 from ..db.worker import Call
-from ..db.wrapper import is_postgresql, sql_connection
+from ..db.wrapper import compile_wrapper, is_postgresql
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
+from ..futures.driver import _sync_runner, reset_sync_runner, set_sync_runner
 from ..futures.shields import shielded
 from . import compilers
 from .tape import _FINISH, NeedsQuery, _tape
 
-__all__ = ["call_with_io"]
+__all__ = ["call_sync_code", "call_with_io", "in_worker"]
 
 
 class _Installed:
@@ -49,7 +50,7 @@ class _Installed:
         try:
             for alias in connections.settings:
                 if is_postgresql(alias):
-                    wrapper = sql_connection(alias)
+                    wrapper = compile_wrapper(alias)
                     self.saved.append((alias, connections[alias]))
                     connections[alias] = wrapper
         except BaseException:
@@ -103,6 +104,40 @@ def _in_worker(call: Any) -> Iterator[None]:
         _tape.reset(tape)
 
 
+@contextmanager
+def _sync_in_worker(call: Any) -> Iterator[None]:
+    """The worker thread's setting for user code: sync mode, and every vinyl operation started
+    there (Django's queries included, through vinyl's compilers) run by the calling task."""
+    runner, mode = set_sync_runner(call.run), set_async(False)
+    try:
+        with _Installed():
+            yield
+    finally:
+        reset_async(mode)
+        reset_sync_runner(runner)
+
+
+def in_worker() -> bool:
+    """Whether this code runs in vinyl's worker thread for an async-mode caller."""
+    return _tape.get() is not None or _sync_runner.get() is not None
+
+
+@maybe_async
+def call_sync_code(func: Callable[[], Any]):
+    """Return ``func()``, synchronous code that may do I/O (a model's ``save()`` override).
+
+    Sync mode calls it. Async mode runs it once in a worker thread, in sync mode as any sync
+    code is, with every vinyl operation it starts and every query of Django's ORM it runs handed
+    to the calling task: they run on the event loop, in the task's transaction (its pinned
+    connection), and their values or errors come back to *func* where it called them. So *func*
+    runs exactly as Django runs it, once; what it returns is returned (awaited, if awaitable).
+    """
+    if not is_async():
+        return func()
+    result = yield _serve(Call(func, _sync_in_worker))
+    return result
+
+
 @maybe_async
 def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | None = None):
     """Return ``func()``; in async mode, run it once with its queries run on the event loop.
@@ -125,16 +160,25 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
             _tape.reset(token)
         result = yield need.compiler.vinyl_execute_sql(*need.args)
         return finish(need.compiler, result)
-    call = Call(func, _in_worker)
+    return (yield _serve(Call(func, _in_worker)))
+
+
+@maybe_async
+def _serve(call: Call):
+    """Run the worker's queries and operations until its function returns; return its value."""
     pending = None
     try:
         while True:
             kind, payload = yield call.next()
-            if kind != "query":
+            if kind == "query":
+                compiler, args, pending = payload
+                work = compiler.vinyl_execute_sql(*args)
+            elif kind == "run":
+                work, _, pending = payload
+            else:
                 break
-            compiler, args, pending = payload
             try:
-                result = yield compiler.vinyl_execute_sql(*args)
+                result = yield work
             except Exception as exc:
                 pending.set_exception(exc)  # raised where the query stood, as in Django
             else:

@@ -59,10 +59,21 @@ class Call:
 
     def ask(self, compiler: Any, args: tuple[Any, ...]) -> Any:
         """Hand a query to the calling task; return its result or raise its error (thread side)."""
+        return self._hand_over("query", (compiler, args))
+
+    def run(self, operation: Any) -> Any:
+        """Have the calling task await *operation* (a vinyl operation, not started, that sync
+        code of the thread called); return its value or raise its error (thread side)."""
+        try:
+            return self._hand_over("run", (operation, None))
+        finally:
+            operation.close()  # never awaited when the task gave up first; else a no-op
+
+    def _hand_over(self, kind: str, work: tuple[Any, Any]) -> Any:
         if self._abandoned:
             raise Abandoned
         answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._post("query", (compiler, args, answer))
+        self._post(kind, (*work, answer))
         while True:
             try:
                 return answer.result(timeout=_POLL)
@@ -74,13 +85,13 @@ class Call:
         try:
             self.loop.call_soon_threadsafe(self._events.put_nowait, (kind, payload))
         except RuntimeError:  # the loop is closed: nobody waits any more
-            if kind == "query":
+            if kind != "done" and kind != "error":
                 raise Abandoned from None
 
     # -- the calling task ----------------------------------------------------------------------
     def next(self) -> Any:
-        """Await the thread's next event: ``("query", (compiler, args, answer))``, ``("done",
-        value)`` or ``("error", exception)``."""
+        """Await the thread's next event: ``("query", (compiler, args, answer))``, ``("run",
+        (operation, None, answer))``, ``("done", value)`` or ``("error", exception)``."""
         return self._events.get()
 
     def abandon(self, answer: concurrent.futures.Future[Any] | None) -> Any:
@@ -90,7 +101,7 @@ class Call:
         pending = [answer]
         while not self._events.empty():
             kind, payload = self._events.get_nowait()
-            if kind == "query":
+            if kind == "query" or kind == "run":
                 pending.append(payload[2])
         for future in pending:
             if future is not None and not future.done():
