@@ -148,7 +148,8 @@ def test_returning_save_override_runs_in_the_callers_thread(db, vinyl_mode):
     caller = threading.current_thread().name
     note = yield ReturningNote.vinyl.create(text="a")
     yield note.save()
-    assert testapp.SAVE_LOG == [("returning override", caller)] * 2
+    seen = testapp.SAVE_LOG
+    assert seen == [("returning override", caller), ("returning override", caller)]
     assert (yield ReturningNote.vinyl.count()) == 1
 
 
