@@ -2,12 +2,14 @@
 
 Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
 ``prefetch_related_objects``, ``QuerySet.in_bulk``, ``Collector.collect`` …). Rather than copy
-those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker):
-vinyl's compile-only connections are installed for that thread, and when the function reaches a
-query, its compiler's ``execute_sql()`` hands the query to the calling task, which runs it on the
-event loop and hands back the rows (or raises the error where the query stood). So the function,
-and the user code inside it, runs exactly as often as in Django's own sync call, and no answer
-can ever be given to the wrong query.
+those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker), in
+sync mode as any sync code: vinyl's compile-only connections are installed for that thread, and
+every vinyl operation started there (a compiler's ``vinyl_execute_sql()`` when Django's code
+reaches a query, a vinyl queryset's ``count()`` in user code such as ``on_delete=SET(callable)``)
+is handed, not started, to the calling task, which runs it on the event loop and hands back its
+value (or raises its error where the call stood). So the function, and the user code inside it,
+runs exactly as often as in Django's own sync call, and no answer can ever be given to the wrong
+query. :func:`call_sync_code` runs user code the same way (a synchronous ``save()`` override).
 
 A function whose first query is its last step (``get_aggregation``, behind ``count()`` and
 ``aggregate()``) needs no thread: it runs on the loop up to that query (the compiler raises
@@ -94,20 +96,9 @@ class _VinylCompilers:
 
 @contextmanager
 def _in_worker(call: Any) -> Iterator[None]:
-    """The worker thread's setting: its queries go to *call*, vinyl compiles them (async mode)."""
-    tape, mode = _tape.set(call), set_async(True)
-    try:
-        with _Installed():
-            yield
-    finally:
-        reset_async(mode)
-        _tape.reset(tape)
-
-
-@contextmanager
-def _sync_in_worker(call: Any) -> Iterator[None]:
-    """The worker thread's setting for user code: sync mode, and every vinyl operation started
-    there (Django's queries included, through vinyl's compilers) run by the calling task."""
+    """The worker thread's setting: sync mode, as for any sync code, with vinyl's compile-only
+    connections installed and every vinyl operation started there (Django's queries included,
+    through vinyl's compilers) run by the calling task (*call*)."""
     runner, mode = set_sync_runner(call.run), set_async(False)
     try:
         with _Installed():
@@ -119,7 +110,7 @@ def _sync_in_worker(call: Any) -> Iterator[None]:
 
 def in_worker() -> bool:
     """Whether this code runs in vinyl's worker thread for an async-mode caller."""
-    return _tape.get() is not None or _sync_runner.get() is not None
+    return _sync_runner.get() is not None
 
 
 @maybe_async
@@ -134,7 +125,7 @@ def call_sync_code(func: Callable[[], Any]):
     """
     if not is_async():
         return func()
-    result = yield _serve(Call(func, _sync_in_worker))
+    result = yield _serve(Call(func, _in_worker))
     return result
 
 
