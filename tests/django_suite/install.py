@@ -191,7 +191,7 @@ def _counted(name: str, method: Any) -> Any:
         if _needs_driving():
             OPS[f"async {name}"] += 1
             return drive(lambda: method(self, *args, **kwargs))
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} {name}"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} {name}"] += 1
         return method(self, *args, **kwargs)
 
     return wrapper
@@ -218,7 +218,7 @@ class HarnessQuerySet(VinylQuerySet):
             OPS["async fetch"] += 1
             drive(self._fetch)
             return
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} fetch"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} fetch"] += 1
         super()._fetch_all()
 
     def iterator(self, chunk_size: int | None = None) -> Any:
@@ -227,7 +227,7 @@ class HarnessQuerySet(VinylQuerySet):
             with vinyl.async_mode():
                 stream = super().iterator(chunk_size)
             return _driven_iterator(stream)
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} iterator"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} iterator"] += 1
         return super().iterator(chunk_size)
 
     def __reduce__(self) -> Any:

@@ -99,7 +99,8 @@ def _in_worker(call: Any) -> Iterator[None]:
     """The worker thread's setting: sync mode, as for any sync code, with vinyl's compile-only
     connections installed and every vinyl operation started there (Django's queries included,
     through vinyl's compilers) run by the calling task (*call*)."""
-    runner, mode = set_sync_runner(call.run), set_async(False)
+    # Auto mode: sync here (no loop runs in the thread), async in a loop user code starts.
+    runner, mode = set_sync_runner(call.run), set_async(None)
     try:
         with _Installed():
             yield

@@ -55,7 +55,7 @@ __all__ = [
 _MISSING: Any = object()
 
 
-_save_hooks_cache: dict[type, tuple[str, ...]] = {}
+_save_hooks_cache: dict[tuple[type, type, Any], tuple[str, ...]] = {}
 
 
 def custom_save_hooks(cls: type) -> tuple[str, ...]:
@@ -65,7 +65,10 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
     and updates through ``Model._do_update`` → ``QuerySet._update()``: a model or a custom
     manager/queryset may override those, and vinyl's own save chain would skip the override.
     """
-    found = _save_hooks_cache.get(cls)
+    manager = cls._meta.concrete_model._base_manager  # a proxy saves through its concrete's
+    # The manager's queryset class may change after the first save (Django's tests do).
+    key = (cls, type(manager), getattr(manager, "_queryset_class", None))
+    found = _save_hooks_cache.get(key)
     if found is not None:
         return found
     hooks = [
@@ -73,7 +76,6 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
         for name in ("_do_insert", "_do_update", "_save_table", "_save_parents", "save_base")
         if getattr(cls, name) is not getattr(Model, name)
     ]
-    manager = cls._base_manager
     queryset_class = type(manager.get_queryset())
     for name in ("_insert", "_update"):
         standard = getattr(QuerySet, name)
@@ -82,7 +84,7 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
             hooks.append(f"{type(manager).__name__}.{name}()")
         elif getattr(queryset_class, name, standard) is not standard:
             hooks.append(f"{queryset_class.__name__}.{name}()")
-    _save_hooks_cache[cls] = found = tuple(hooks)
+    _save_hooks_cache[key] = found = tuple(hooks)
     return found
 
 
