@@ -21,6 +21,10 @@ from vinyl import atomic, is_async, maybe_async
 from vinyl.testing import both_modes
 
 
+class Boom(Exception):
+    pass
+
+
 @pytest.fixture
 def counting_receiver(db):
     seen = []
@@ -50,6 +54,31 @@ def test_sync_receiver_sees_sync_mode_after_an_a_method(counting_receiver, vinyl
         yield bob.asave()
     assert counting_receiver == [(False, 1), (False, 1)]
     yield None
+
+
+@both_modes
+def test_sync_receiver_runs_in_the_senders_transaction(db, vinyl_mode):
+    seen = []
+
+    def receiver(sender, instance, **kwargs):  # sync code: in async mode, vinyl's worker thread
+        seen.append((is_async(), Author.vinyl.filter(name=instance.name).count()))
+        ShoutingNote.vinyl.create(text=instance.name)  # a write (its own save() override too)
+
+    @atomic
+    @maybe_async
+    def work():
+        yield Author.vinyl.create(name="Ann")
+        assert (yield ShoutingNote.vinyl.values_list("text", flat=True)) == ["ANN"]
+        raise Boom
+
+    signals.post_save.connect(receiver, sender=Author)
+    try:
+        with pytest.raises(Boom):
+            yield work()
+    finally:
+        signals.post_save.disconnect(receiver, sender=Author)
+    assert seen == [(False, 1)]  # saw the uncommitted row
+    assert (yield ShoutingNote.vinyl.count()) == 0  # rolled back with the sender's transaction
 
 
 @both_modes
@@ -108,10 +137,6 @@ def test_sync_save_override_runs_as_in_django(save_log, vinyl_mode):
     assert save_log == [("a", True), ("b", True), ("a2", False)]
     assert sorted((yield SyncSavedNote.vinyl.values_list("text", flat=True))) == ["a2", "b"]
     assert created.text == "b"
-
-
-class Boom(Exception):
-    pass
 
 
 @both_modes
