@@ -159,6 +159,23 @@ class VinylCompilerMixin:
             return True
         return not sql
 
+    #: A cached statement's memo of get_converters() (see querycache.Template), else None.
+    vinyl_converters: dict[Any, Any] | None = None
+
+    def get_converters(self, expressions: Any) -> Any:
+        memo = self.vinyl_converters
+        if memo is None:
+            return super().get_converters(expressions)
+        # Keyed by identity; the entry holds the objects, so that no id is reused meanwhile.
+        objects = (self.connection, *expressions)
+        key = tuple(map(id, objects))
+        entry = memo.get(key)
+        if entry is None:
+            if len(memo) >= 8:  # a template's compilers ask for one or two lists
+                memo.clear()
+            entry = memo[key] = (objects, super().get_converters(expressions))
+        return entry[1]
+
     @mirrors("django.db.models.sql.query:Query.get_aggregation")
     def vinyl_aggregation(self, row: Any) -> dict[str, Any]:
         """Return what ``Query.get_aggregation`` returns once this, its query, answered *row*.

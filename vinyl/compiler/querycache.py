@@ -37,7 +37,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db.models import Field, Model, Q, sql
+from django.db.models import Field, Model, Q, lookups, sql
+from django.db.models.expressions import Col
+from django.db.models.fields import related_lookups
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.signals import class_prepared, post_migrate
@@ -146,9 +148,14 @@ class Untracked(Exception):
 class Slots(list):
     """The values of a call, in order; ``keyed`` numbers those that are part of the key."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.keyed: list[int] = []
+    __slots__ = ("keyed",)
+
+    def key(self) -> None:
+        """Make the value just appended part of the key."""
+        try:
+            self.keyed.append(len(self) - 1)
+        except AttributeError:
+            self.keyed = [len(self) - 1]
 
 
 # Values bound at execution, keyed by their type only.
@@ -175,8 +182,8 @@ def _value_shape(value: Any, values: Slots) -> Any:
     if value is None:
         return None  # exact=None becomes IS NULL: part of the structure, not a value
     if kind is bool:
-        values.keyed.append(len(values))
         values.append(value)
+        values.key()
         return ("bool", value)  # isnull=True/False and negated lookups differ in their SQL
     if kind in _SCALARS or isinstance(value, (Model, *_SCALARS)):  # str/int enums …
         values.append(value)
@@ -214,31 +221,60 @@ def _names(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
+# How _expr_key keys each class (computed once per class): "value" (the value itself), "repr"
+# (float, Decimal and subclasses of the scalars: the value's repr tells 1.0 from 1.00, -0.0
+# from 0.0), "seq", "q", "field", "expr", or the reason it cannot be keyed.
+_EXPR_KINDS: dict[type, str] = {}
+_NOT_KEYED = ("RawSQL", "Subquery", "Exists", "OuterRef", "ResolvedOuterRef")
+
+
+def _expr_kind(cls: type) -> str:
+    if cls in (str, int, bool, type(None)):
+        kind = "value"
+    elif issubclass(cls, (str, int, float, decimal.Decimal)):
+        kind = "repr"
+    elif issubclass(cls, (list, tuple)):
+        kind = "seq"
+    elif issubclass(cls, Q):
+        kind = "q"
+    elif not cls.__module__.startswith(("django.db.models.", "django.contrib.postgres.")):
+        kind = "!a custom expression"
+    elif cls.__name__ in _NOT_KEYED:
+        kind = f"!{cls.__name__}"
+    elif issubclass(cls, Field):
+        kind = "field"  # an output_field
+    else:
+        kind = "expr"
+    _EXPR_KINDS[cls] = kind
+    return kind
+
+
 def _expr_key(expr: Any) -> Any:
     """A strict key of an expression built only from Django's own classes, or Untracked."""
-    if isinstance(expr, (str, int, float, decimal.Decimal, bool, type(None))):
-        return (type(expr), repr(expr))
-    if isinstance(expr, (list, tuple)):
-        return (type(expr), tuple(_expr_key(e) for e in expr))
-    if isinstance(expr, Q):
-        return ("Q", expr.connector, expr.negated, tuple(_expr_key(c) for c in expr.children))
-    module = type(expr).__module__
-    if not module.startswith(("django.db.models.", "django.contrib.postgres.")):
-        raise Untracked("a custom expression")
-    if type(expr).__name__ in ("RawSQL", "Subquery", "Exists", "OuterRef", "ResolvedOuterRef"):
-        raise Untracked(f"{type(expr).__name__}")
-    if isinstance(expr, Field):  # an output_field
+    cls = type(expr)
+    kind = _EXPR_KINDS.get(cls) or _expr_kind(cls)
+    if kind == "value":
+        return (cls, expr)
+    if kind == "expr":
+        try:
+            args, kwargs = expr._constructor_args
+        except AttributeError:
+            raise Untracked("an expression without constructor arguments") from None
+        return (
+            cls,
+            tuple([_expr_key(a) for a in args]),
+            tuple([(k, _expr_key(kwargs[k])) for k in sorted(kwargs)]) if kwargs else (),
+        )
+    if kind == "repr":
+        return (cls, repr(expr))
+    if kind == "seq":
+        return (cls, tuple([_expr_key(e) for e in expr]))
+    if kind == "q":
+        return ("Q", expr.connector, expr.negated, tuple([_expr_key(c) for c in expr.children]))
+    if kind == "field":
         name, path, fargs, fkwargs = expr.deconstruct()
         return (path, _expr_key(tuple(fargs)), _expr_key(tuple(sorted(fkwargs.items()))))
-    try:
-        args, kwargs = expr._constructor_args
-    except AttributeError:
-        raise Untracked("an expression without constructor arguments") from None
-    return (
-        type(expr),
-        tuple(_expr_key(a) for a in args),
-        tuple((k, _expr_key(v)) for k, v in sorted(kwargs.items())),
-    )
+    raise Untracked(kind[1:])
 
 
 # -- the recording queryset ---------------------------------------------------------------------
@@ -380,7 +416,7 @@ class CachedChain:
         steps = (*self._vinyl_steps, (func, args, kwargs))
         known = _state.known.get((self.model, new_shape))
         # With cloning disabled (Django's _avoid_cloning()), the step changes this queryset.
-        in_place = not _cloning(self)
+        in_place = AVOID_CLONING and not self._cloning_enabled
         if known is not None:
             if in_place:
                 clone = self
@@ -390,10 +426,13 @@ class CachedChain:
                 clone._hints = self._hints or {}  # as QuerySet._clone: an empty dict is not shared
                 clone._result_cache = None
                 clone._prefetch_done = False
-            if not self._vinyl_lazy:  # what the steps not applied yet start from
-                clone._vinyl_base = tuple(getattr(self, name) for name in _STEP_ATTRS)
-            for name, value in zip(_STEP_ATTRS, known, strict=True):
-                setattr(clone, name, value)
+            if not self._vinyl_lazy:  # what the steps not applied yet start from (_STEP_ATTRS)
+                clone._vinyl_base = (
+                    self._iterable_class,
+                    self._fields,
+                    self._prefetch_related_lookups,
+                )
+            clone._iterable_class, clone._fields, clone._prefetch_related_lookups = known
             clone._vinyl_lazy = True
         else:
             if in_place:  # its query may be the base of lazy clones: change a copy
@@ -407,7 +446,11 @@ class CachedChain:
                 _state.known.clear()
             _state.known[(self.model, new_shape)] = tuple(getattr(clone, n) for n in _STEP_ATTRS)
         offset = len(self._vinyl_values)
-        clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in values.keyed))
+        keyed = getattr(values, "keyed", None)
+        if keyed:
+            clone._vinyl_keyed = (*self._vinyl_keyed, *(offset + i for i in keyed))
+        else:
+            clone._vinyl_keyed = self._vinyl_keyed
         clone._vinyl_values = (*self._vinyl_values, *values)
         clone._vinyl_shape = new_shape
         clone._vinyl_steps = steps
@@ -536,6 +579,21 @@ class CachedChain:
             return  # Django's check looks for a GROUP BY only
         super()._check_ordering_first_last_queryset_aggregation(method)
 
+    def _vinyl_for_get(self, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> Any:
+        """The queryset get() runs, as one recorded step: ``filter(*args, **kwargs)``, then
+        ``order_by()`` unless sliced, and at most *limit* rows (see VinylQuerySet.get)."""
+        sliced = self._vinyl_sliced()
+        if self._vinyl_shape is not None:
+            args, kwargs = _copied(args), {k: _copied(v) for k, v in kwargs.items()}
+        return self._vinyl_step(
+            _for_get,
+            lambda v: ("get", sliced, limit, _filter_shape("F", args, kwargs, v)),
+            sliced,
+            limit,
+            args,
+            kwargs,
+        )
+
     def _vinyl_limited(self, high: int) -> Any:
         """``clone.query.set_limits(high=high)`` of get(), as a recorded step."""
         if self._vinyl_shape is not None and not self._vinyl_sliced():
@@ -566,6 +624,14 @@ class CachedChain:
         if not isinstance(order_by, (tuple, list)):
             order_by = (order_by,)
         return self.order_by(*order_by)._vinyl_limited(1).get()
+
+
+@mirrors("django.db.models.query:QuerySet.get")
+def _for_get(qs: Any, sliced: bool, limit: int, args: Any, kwargs: Any) -> Any:
+    clone = QuerySet.filter(qs, *args, **kwargs)
+    if sliced:
+        return _limited(clone, limit)
+    return QuerySet.__getitem__(QuerySet.order_by(clone), slice(None, limit))
 
 
 def _limited(qs: Any, high: int) -> Any:
@@ -654,15 +720,23 @@ class Template:
     def bind(self, compiler: Any, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The statement's parameters for *values*, or None when they would change its SQL."""
         params = list(self.prefix)
-        for lookup_class, lhs, fragment, slot in self.leaves:
+        connection = compiler.connection
+        for lookup_class, lhs, fragment, slot, rhs_sql in self.leaves:
             lookup = lookup_class(lhs, values[slot])  # Django's own value preparation
             if lookup.rhs is None and not lookup.can_use_none_as_rhs:
                 return None  # Django would build IS NULL
             try:
-                sql, lookup_params = compiler.compile(lookup)
+                if rhs_sql is not None and type(lookup.rhs) is not bool:
+                    # A plain lookup (see _plain_rhs): its SQL is the column's, fixed, and the
+                    # right-hand side's, which must not change; its parameters are the rhs's.
+                    sql, lookup_params = lookup.process_rhs(compiler, connection)
+                    if sql != rhs_sql:
+                        return None
+                else:
+                    sql, lookup_params = compiler.compile(lookup)
+                    if sql != fragment:
+                        return None
             except (EmptyResultSet, FullResultSet):
-                return None
-            if sql != fragment:
                 return None
             params.extend(lookup_params)
         return tuple(params)  # as Django's as_sql() returns them
@@ -685,6 +759,46 @@ class NotCacheable(Exception):
     def __init__(self, reason: str, lasting: bool = True) -> None:
         super().__init__(reason)
         self.reason, self.lasting = reason, lasting
+
+
+# The lookups whose SQL is "<column> <operator> <rhs>" with the column's SQL fixed by the lookup
+# class and the column: Django's own as_sql()/process_lhs() of its built-in lookups.
+_PLAIN_AS_SQL = frozenset(
+    {
+        lookups.BuiltinLookup.as_sql,
+        lookups.Exact.as_sql,
+        lookups.In.as_sql,
+        related_lookups.RelatedLookupMixin.as_sql,
+        related_lookups.RelatedIn.as_sql,
+    }
+)
+_PLAIN_PROCESS_LHS = frozenset({lookups.Lookup.process_lhs, lookups.BuiltinLookup.process_lhs})
+
+
+def _plain_rhs(compiler: Any, leaf: Any, leaf_params: Any) -> str | None:
+    """The rhs SQL of *leaf* when binding it needs only its ``process_rhs()``, else None.
+
+    True of Django's built-in lookups on a plain column with a plain value, when the leaf's
+    parameters are exactly its rhs's: then the lookup's SQL can change only through its rhs SQL
+    (the number of placeholders of an ``__in``, say), which bind() compares.
+    """
+    cls = type(leaf)
+    if (
+        type(leaf.lhs) is not Col
+        or leaf.bilateral_transforms
+        or type(leaf.rhs) is bool
+        or hasattr(leaf.rhs, "resolve_expression")
+        or cls.as_sql not in _PLAIN_AS_SQL
+        or cls.process_lhs not in _PLAIN_PROCESS_LHS
+        or not cls.get_rhs_op.__module__.startswith("django.db.models.")
+        or hasattr(leaf, "as_" + compiler.connection.vendor)
+    ):
+        return None
+    try:
+        rhs_sql, rhs_params = leaf.process_rhs(compiler, compiler.connection)
+    except (EmptyResultSet, FullResultSet):
+        return None
+    return rhs_sql if _same(tuple(rhs_params), tuple(leaf_params)) else None
 
 
 def _leaves(node: Any, out: list[Any]) -> list[Any]:
@@ -777,7 +891,8 @@ def derive(
             if leaf_params:
                 raise NotCacheable("a WHERE parameter that is not a value of the call")
             continue  # a leaf without parameters (IS NOT NULL of a negated lookup …)
-        bound.append((type(leaf), leaf.lhs, leaf_sql, match))
+        rhs_sql = _plain_rhs(compiler, leaf, leaf_params)
+        bound.append((type(leaf), leaf.lhs, leaf_sql, match, rhs_sql))
         if match not in keyed:
             rendered.append(tuple(leaf_params))
         produced.extend(leaf_params)
@@ -792,6 +907,7 @@ def derive(
                 raise NotCacheable("equal values (cannot tell them apart)", lasting=False)
     state = {"__class__": type(compiler), "__dict__": dict(compiler.__dict__)}
     state["__dict__"].pop("vinyl_result", None)
+    state["__dict__"]["vinyl_converters"] = {}  # shared by the template's compilers
     return Template(sql, select_params, tuple(bound), state, compiler.query, result_type)
 
 
@@ -877,20 +993,22 @@ def _store(key: Any, entry: Any) -> None:
 # -- the operations -----------------------------------------------------------------------------
 
 
+@maybe_async
+def _fetch_normally(qs: Any):
+    compiler = qs._vinyl_query().get_compiler(using=qs.db)
+    results = yield compiler.vinyl_execute_sql()
+    with qs._vinyl_reading():  # Django's iterables
+        return qs._objects_from(compiler, results)
+
+
 def fetch(qs: Any) -> Any:
     """The objects (or values) of *qs*: maybe-async."""
-
-    @maybe_async
-    def miss():
-        compiler = qs._vinyl_query().get_compiler(using=qs.db)
-        results = yield compiler.vinyl_execute_sql()
-        with qs._vinyl_reading():  # Django's iterables
-            return qs._objects_from(compiler, results)
-
-    def finish(compiler, raw, template):
-        return template.view(qs)._objects_from(compiler, raw)
-
-    return run(qs, "fetch", miss, finish)
+    return run(
+        qs,
+        "fetch",
+        lambda: _fetch_normally(qs),
+        lambda compiler, raw, template: template.view(qs)._objects_from(compiler, raw),
+    )
 
 
 def count(qs: Any, miss: Callable[[], Any]) -> Any:

@@ -169,10 +169,7 @@ class VinylQuerySet(Evaluation, QuerySetWrites[M], CachedChain, QuerySet, Generi
             )
         limit = MAX_GET_RESULTS
         if recorded:
-            clone = self.filter(*args, **kwargs)
-            if not self._vinyl_sliced():
-                clone = clone.order_by()
-            clone = clone._vinyl_limited(limit)
+            clone = self._vinyl_for_get(args, kwargs, limit)
         else:
             clone = self._chain() if self.query.combinator else self.filter(*args, **kwargs)
             if self.query.can_filter() and not self.query.distinct_fields:
