@@ -186,3 +186,22 @@ async def test_aiterator_checks_its_arguments_when_iterated(db):
             pass
     await Author.vinyl.acreate(name="Ann")
     assert [a.name async for a in Author.vinyl.aiterator(chunk_size=10)] == ["Ann"]
+
+
+@both_modes
+def test_raw_connection_in_sync_code_run_by_the_worker(db, vinyl_mode):
+    from django.db import connection
+
+    def receiver(sender, instance, **kwargs):
+        with connection.cursor() as cursor:  # Django's own connection of the thread
+            cursor.execute("SELECT 1")
+
+    signals.post_save.connect(receiver, sender=Author)
+    try:
+        if vinyl_mode == "sync":
+            yield Author.vinyl.create(name="Ann")
+        else:
+            with pytest.raises(RuntimeError, match="only ORM queries reach the calling task"):
+                yield Author.vinyl.create(name="Ann")
+    finally:
+        signals.post_save.disconnect(receiver, sender=Author)
