@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import FieldError
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import SimpleTestCase, TestCase, TransactionTestCase
 from django.test.testcases import DatabaseOperationForbidden
 
 from tests.testapp.models import Author, Book
 from vinyl import atomic, on_commit, sync_mode
+from vinyl.connection import capture_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,14 +150,35 @@ class SharedTransaction(TestCase):
             return await Author.vinyl.count()
 
         def django_function():  # e.g. a model property that prefetching reaches
-            # It runs on a greenlet of the loop's thread: asyncio refuses a loop there.
-            coroutine = count()
-            with pytest.raises(RuntimeError, match="running event loop"):
-                asyncio.run(coroutine)
-            coroutine.close()
+            with pytest.raises(RuntimeError, match="Query with sync code there"):
+                asyncio.run(count())
             return Author.objects.count()  # sync code: run on the calling task
 
         assert await call_with_io(django_function) == 1
+
+    async def test_i_atomic_without_savepoint_in_the_test_transaction(self):
+        # As Django's atomic(savepoint=False) nested in the test's block: no statement of its
+        # own, and a failure marks the test's transaction, as Django's does.
+        with capture_queries() as log:
+            async with atomic(savepoint=False):
+                await Author.vinyl.create(name="no savepoint")
+        assert [sql.split()[0] for sql, _ in log] == ["INSERT"]
+        with pytest.raises(RuntimeError):
+            async with atomic(savepoint=False):
+                raise RuntimeError
+        with pytest.raises(TransactionManagementError, match="An error occurred"):
+            await Author.vinyl.count()
+
+    def test_j_django_atomic_around_a_failing_async_query(self):
+        # The test's own transaction.atomic() (Django's, sync) around a vinyl query that fails:
+        # Django's savepoint rolls back and clears the mark, and vinyl goes on, as Django does.
+        async def create(name):
+            return await Author.vinyl.create(name=name)
+
+        with pytest.raises(IntegrityError), transaction.atomic():
+            asyncio.run(create(None))
+        assert asyncio.run(create("after")).name == "after"
+        assert Author.objects.count() == 2
 
     def test_z_nothing_left_behind(self):
         assert Author.objects.count() == 1

@@ -359,9 +359,9 @@ async def test_cancelled_in_a_query_of_a_replayed_django_function(outside, how):
 
 @pytest.mark.parametrize("how", HOWS)
 async def test_cancelled_in_a_prefetch_query_served_by_the_query_cache(outside, how):
-    """A prefetch's recorded query runs in the function's greenlet (vinyl.db.worker.Call.run):
-    a cancellation reaches it there as in a task (psycopg cancels it on the server), the
-    connection goes back to the pool clean, and the same prefetch works afterwards."""
+    """A prefetch's recorded query (vinyl's fetch, run by the calling task for the worker): a
+    cancellation reaches it as any query (psycopg cancels it on the server), the connection
+    goes back to the pool clean, and the same prefetch works afterwards."""
     from django.db.models import Prefetch
 
     from tests.testapp.models import Author, Book

@@ -57,6 +57,7 @@ from django.utils.functional import cached_property
 
 import vinyl
 from vinyl import VinylModel, VinylQuerySet
+from vinyl.compiler.replay import in_worker
 from vinyl.model.instance import InstanceWrites  # VinylModel's instance API, without its managers
 
 OPS: Counter[str] = Counter()  # "sync get", "async save" …: vinyl operations started, by mode
@@ -101,11 +102,17 @@ _loops = threading.local()
 def _needs_driving() -> bool:
     """Whether an operation is the test's own sync call, to be driven on this thread's loop.
 
-    Not inside a Django function vinyl runs on a greenlet (``vinyl.compiler.replay``): the
-    test's loop runs there, and the function's queries go to the calling task on that loop, as
-    they do for any async caller.
+    Not in vinyl's worker thread (``vinyl.compiler.replay``: a Django function vinyl replays, a
+    synchronous save() override): its queries and operations go to the calling task on the
+    test's loop, as they do for any async caller. A loop driven in that worker would run them
+    apart from the test (the worker's ``connections`` are vinyl's compile-only ones).
     """
-    return _driven and asyncio._get_running_loop() is None and not vinyl.is_async()
+    return (
+        _driven
+        and asyncio._get_running_loop() is None
+        and not vinyl.is_async()
+        and not in_worker()  # sync code vinyl runs for an async caller (a save() override)
+    )
 
 
 def _runner() -> asyncio.Runner:
@@ -184,7 +191,7 @@ def _counted(name: str, method: Any) -> Any:
         if _needs_driving():
             OPS[f"async {name}"] += 1
             return drive(lambda: method(self, *args, **kwargs))
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} {name}"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} {name}"] += 1
         return method(self, *args, **kwargs)
 
     return wrapper
@@ -211,7 +218,7 @@ class HarnessQuerySet(VinylQuerySet):
             OPS["async fetch"] += 1
             drive(self._fetch)
             return
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} fetch"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} fetch"] += 1
         super()._fetch_all()
 
     def iterator(self, chunk_size: int | None = None) -> Any:
@@ -220,7 +227,7 @@ class HarnessQuerySet(VinylQuerySet):
             with vinyl.async_mode():
                 stream = super().iterator(chunk_size)
             return _driven_iterator(stream)
-        OPS[f"{'async' if vinyl.is_async() else 'sync'} iterator"] += 1
+        OPS[f"{'async' if vinyl.is_async() or in_worker() else 'sync'} iterator"] += 1
         return super().iterator(chunk_size)
 
     def __reduce__(self) -> Any:

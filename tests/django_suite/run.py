@@ -56,10 +56,13 @@ WIDER_APPS = [
     "m2m_through_regress", "m2o_recursive", "m2m_recursive", "one_to_one", "raw_query",
     "null_fk", "select_related_onetoone", "select_related_regress", "or_lookups", "proxy_models",
 ]  # fmt: skip
+# The driven leg runs the sync leg's apps but two: their tests hold Django's own transactions and
+# row locks around the operations (transaction.atomic(), select_for_update() across threads,
+# TransactionTestCase), which vinyl's async-mode operations, run on an event loop with
+# connections of their own outside a test's transaction, do not take part in.
 DRIVEN_APPS = [
-    "basic", "lookup", "many_to_one", "many_to_many", "one_to_one", "select_related",
-    "prefetch_related", "update", "delete", "bulk_create", "get_or_create", "ordering",
-    "model_inheritance", "aggregation", "annotations",
+    app for app in dict.fromkeys(CORE_APPS + WIDER_APPS)
+    if app not in ("transactions", "select_for_update")
 ]  # fmt: skip
 # Django 5.2 (CI's second leg) runs a smaller selection.
 SMALL = {
@@ -69,10 +72,12 @@ SMALL = {
 }
 
 LEGS = {
-    # leg: (apps, vinyl mode, async tests only (else sync tests only), committed-data mode)
-    "async": (ASYNC_APPS, "sync", True, True),
-    "sync": (list(dict.fromkeys(CORE_APPS + WIDER_APPS)), "sync", False, False),
-    "driven": (DRIVEN_APPS, "driven", False, True),
+    # leg: (apps, vinyl mode, async tests only (else sync tests only)). Every leg runs in
+    # Django's normal mode (a TestCase's transaction per test): vinyl's async mode takes part in
+    # it (vinyl.db.testdb).
+    "async": (ASYNC_APPS, "sync", True),
+    "sync": (list(dict.fromkeys(CORE_APPS + WIDER_APPS)), "sync", False),
+    "driven": (DRIVEN_APPS, "driven", False),
 }
 
 
@@ -128,7 +133,7 @@ def read_expected(path: Path = EXPECTED) -> dict[tuple[str, str], str]:
 
 def run_side(
     tests: Path, leg: str, side: str, apps: list[str], vinyl_mode: str, only_async: bool,
-    committed: bool, parallel: int, url: str,
+    parallel: int, url: str,
 ) -> tuple[dict[str, str], dict, float]:  # fmt: skip
     """Run runtests.py once; return (outcomes, summed counters, seconds)."""
     out = CACHE / "out" / django.__version__ / leg / side
@@ -142,7 +147,6 @@ def run_side(
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "VINYL_SUITE_VINYL": vinyl_mode if side == "vinyl" else "off",
         "VINYL_SUITE_ONLY": "async" if only_async else "sync",
-        "VINYL_SUITE_COMMITTED": "1" if committed else "0",
         "VINYL_SUITE_OUT": str(out),
         "VINYL_SUITE_RUN_ID": f"{os.getpid()}_{leg}_{side}",
     }
@@ -285,29 +289,9 @@ REASONS = [
         "and COMMIT are two statements more than Django's WITH HOLD cursor",
     ),
     (
-        r"_property|primary_house|duplicate_prefetcher",
-        "issue 11: sync code run inside an async-mode operation (a model property that queries) "
-        "gets awaitables",
-    ),
-    (
-        r"queries executed|CaptureQueriesContext|captured_queries|update_sqls",
-        "query counting (assertNumQueries/CaptureQueriesContext) reads Django's connection; "
-        "async-mode statements run on vinyl's pooled connections",
-    ),
-    (
-        r"inherited an atomic\(\) block|select_for_update cannot be used outside",
-        "issue 11: the test's sync transaction.atomic() block around async-mode operations "
-        "(they do not join Django's connection's transaction)",
-    ),
-    (
-        r"returned None in async mode|NoneType can't be used in 'await'",
-        "issue 11: a save() override that does not return super().save() (auth's "
-        "AbstractBaseUser) is not honoured in async mode",
-    ),
-    (
-        r"_Operation|never awaited|_Ready|donothing_set",
-        "issue 11: sync code run inside an async-mode operation (signal receiver, callable "
-        "default, on_delete=SET(), ContentType lookup, model property) gets awaitables",
+        r"_Operation|never awaited|_Ready",
+        "REVIEW (a vinyl bug until shown otherwise): sync code got an awaitable from an "
+        "async-mode operation",
     ),
     (
         r"_positional_|_deprecation",
@@ -318,26 +302,6 @@ REASONS = [
         r"test_in_bulk_preserve_ordering_with_batch_size",
         "the test patches Django's connection.features (max_query_params); async mode compiles "
         "on vinyl's own connection wrapper",
-    ),
-    (
-        r"in_bulk\(iter\(|LookupTests.test_in_bulk\b",
-        "issue 11: in_bulk() of a one-shot iterator in async mode (the replay's first pass uses it up)",
-    ),
-    (
-        r"add_q_mock.call_count",
-        "issue 11: a replayed Django function runs user-visible code more often than Django does",
-    ),
-    (
-        r"Chunk size must be strictly positive",
-        "issue 11: aiterator(chunk_size=0) raises when called; Django raises when iterated",
-    ),
-    (
-        r"KeyError: 'nonexistent'",
-        "issue 11: an unknown alias raises KeyError in async mode, not ConnectionDoesNotExist",
-    ),
-    (
-        r"FakeQuerySet.called",
-        "issue 11: the save chain does not call a custom base manager queryset's _update()",
     ),
     (
         r"VinylRawQuerySet|HarnessQuerySet\.",
@@ -421,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 "'sv-x-icu'. Set DATABASE_URL to a server built with ICU to run them."
             )
         for leg in args.legs.split(","):
-            apps, vinyl_mode, only_async, committed = LEGS[leg]
+            apps, vinyl_mode, only_async = LEGS[leg]
             if args.small:
                 apps = SMALL[leg]
             if args.apps:
@@ -431,12 +395,11 @@ def main(argv: list[str] | None = None) -> int:
             sides = {}
             for side in ("alone", "vinyl"):
                 sides[side] = run_side(
-                    tests, leg, side, apps, vinyl_mode, only_async, committed, args.parallel, url
+                    tests, leg, side, apps, vinyl_mode, only_async, args.parallel, url
                 )
             table, found = compare(leg, sides["alone"][0], sides["vinyl"][0], expected)
-            mode = " (committed-data mode)" if committed else ""
             print_table(
-                f"Django {django.__version__}, leg {leg}{mode}: passed tests "
+                f"Django {django.__version__}, leg {leg}: passed tests "
                 f"[{sides['alone'][2]:.0f} s alone, {sides['vinyl'][2]:.0f} s with vinyl]",
                 table,
             )

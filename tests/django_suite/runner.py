@@ -1,6 +1,6 @@
 """The test runner the harness gives Django's ``runtests.py`` (settings' ``TEST_RUNNER``).
 
-Django's ``DiscoverRunner`` with four additions, set by environment variables the harness's
+Django's ``DiscoverRunner`` with three additions, set by environment variables the harness's
 ``run`` module passes:
 
 * ``VINYL_SUITE_VINYL``: ``off`` (Django alone), ``sync`` (vinyl in place, see
@@ -8,13 +8,6 @@ Django's ``DiscoverRunner`` with four additions, set by environment variables th
   mode on an event loop).
 * ``VINYL_SUITE_ONLY``: ``async`` keeps only the tests written as coroutines (Django's async
   tests), ``sync`` only the others.
-* ``VINYL_SUITE_COMMITTED=1``: *committed-data mode*. vinyl's pooled async connections cannot
-  see a ``TestCase``'s transaction yet (issue 11), so each ``TestCase`` class of the run is told
-  that its databases have no transactions: Django then runs it as a ``TransactionTestCase``
-  (``setUpTestData()`` before each test, the data committed). Instead of Django's ``flush``
-  after each test (a TRUNCATE of every table, then content types and permissions made again),
-  the harness deletes every row but the content types, permissions and sites that were there
-  before the first test, in one transaction (about a tenth of the time).
 * ``VINYL_SUITE_OUT``: a folder for ``results.json`` (each test id's outcome) and
   ``counters-<pid>.json`` (each process's counts of vinyl operations and of Django's
   thread-based a-method calls).
@@ -37,20 +30,12 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-from django.core.management.color import no_style
-from django.db import DatabaseError, connections, transaction
 from django.db.models import signals as model_signals
-from django.test import TestCase
 from django.test.runner import DiscoverRunner
 
 MODE = os.environ.get("VINYL_SUITE_VINYL", "off")
 ONLY = os.environ.get("VINYL_SUITE_ONLY", "")
-COMMITTED = os.environ.get("VINYL_SUITE_COMMITTED") == "1"
 OUT = Path(os.environ.get("VINYL_SUITE_OUT", ".build/django-suite/out"))
-
-# Tables the committed-data mode empties only of the rows tests added (they are filled when the
-# test database is created).
-KEEP_TABLES = {"django_content_type", "auth_permission", "django_site", "django_migrations"}
 
 
 def _tests(suite: Any) -> Any:
@@ -67,74 +52,6 @@ def _test_method(test: Any) -> Any:
 
 def _is_async_test(test: Any) -> bool:
     return inspect.iscoroutinefunction(_test_method(test))
-
-
-# -- committed-data mode ------------------------------------------------------------------------
-
-_cleanup: dict[str, str] = {}
-
-
-def _cleanup_sql(alias: str) -> str:
-    """DELETE of every table but the rows of KEEP_TABLES that were there before the first test.
-    Much faster than TRUNCATE or a flush."""
-    sql = _cleanup.get(alias)
-    if sql is None:
-        connection = connections[alias]
-        quote = connection.ops.quote_name
-        statements = []
-        with connection.cursor() as cursor:
-            for table in connection.introspection.table_names(cursor, include_views=False):
-                if table in KEEP_TABLES:
-                    cursor.execute(f"SELECT max(id) FROM {quote(table)}")
-                    last = cursor.fetchone()[0] or 0
-                    statements.append(f"DELETE FROM {quote(table)} WHERE id > {int(last)}")
-                else:
-                    statements.append(f"DELETE FROM {quote(table)}")
-        sql = _cleanup[alias] = "; ".join(statements)
-    return sql
-
-
-_replica_role = True  # False once the server refused it (not a superuser): TRUNCATE then
-
-
-def _empty_tables(alias: str) -> None:
-    global _replica_role
-    connection = connections[alias]
-    if _replica_role:
-        try:
-            # Foreign-key triggers off (database-level ON DELETE actions would otherwise act
-            # on rows being deleted): superusers only.
-            with transaction.atomic(using=alias), connection.cursor() as cursor:
-                cursor.execute("SET LOCAL session_replication_role = replica")
-                cursor.execute(_cleanup_sql(alias))
-            return
-        except DatabaseError:
-            _replica_role = False
-    tables = connection.introspection.django_table_names(only_existing=True)
-    tables = [t for t in tables if t not in KEEP_TABLES]  # their new rows stay: best effort
-    with connection.cursor() as cursor:
-        cursor.execute(connection.ops.sql_flush(no_style(), tables, allow_cascade=True)[0])
-
-
-def _no_transactions(cls: Any) -> bool:
-    return False
-
-
-def _committed_teardown(self: Any) -> None:
-    for alias in self._databases_names(include_mirrors=False):
-        _empty_tables(alias)
-
-
-def _keep_connections(self: Any) -> bool:
-    return False
-
-
-def _commit_data(cls: type) -> None:
-    if issubclass(cls, TestCase) and "_harness_committed" not in vars(cls):
-        cls._databases_support_transactions = classmethod(_no_transactions)
-        cls._fixture_teardown = _committed_teardown
-        cls._should_reload_connections = _keep_connections
-        cls._harness_committed = True
 
 
 # -- every test: the model signals' receivers as they were before it ------------------------------
@@ -265,8 +182,6 @@ class HarnessRunner(DiscoverRunner):
         for test in tests:
             if not getattr(type(test).run, "_harness", False):
                 type(test).run = _restoring_receivers(type(test).run)
-            if COMMITTED:
-                _commit_data(type(test))
             if MODE != "off" and _is_async_test(test):
                 method = _test_method(test)
                 if not getattr(method, "_harness", False):

@@ -382,9 +382,9 @@ def test_vinyl_wrappers_see_the_same_statements_in_both_modes(ann):
 
 @both_modes
 def test_a_prefetchs_queries_are_listed_as_djangos_own(ann):
-    """Prefetching runs Django's code once (async mode: on a greenlet, with compile-only
-    connections in its context); its queries, from the query cache or not, are listed on the
-    caller's connection object, as Django lists its own."""
+    """Prefetching runs Django's code once (async mode: in a worker thread, with compile-only
+    connections); its queries, from the query cache or not, are listed on the caller's
+    connection object, as Django lists its own."""
     yield Book.vinyl.create(author=ann, title="T")
     for _ in range(2):  # cold, then each query from a template
         conn = connections["default"]

@@ -254,3 +254,15 @@ def test_concurrent_relation_fetches_and_prefetches(library):
             ["Ann", "Ann"],
             ["Ann"],
         ]
+
+
+@both_modes
+def test_create_with_a_generic_foreign_key_on_a_cold_content_type_cache(library, vinyl_mode):
+    # GenericForeignKey.__set__ looks the content type up: in async mode the constructor runs
+    # in vinyl's worker thread, its query in the calling task.
+    shelf = yield Shelf.vinyl.create(name="cold")
+    ContentType.objects.clear_cache()
+    note = yield Note.vinyl.create(content_object=shelf, text="on a cold cache")
+    assert note.content_object is shelf
+    assert note.content_type.model == "shelf"
+    assert [n.text for n in (yield shelf.q.notes.order_by("pk"))] == ["on a cold cache"]

@@ -1,5 +1,7 @@
 """The schema vinyl's scenario tests run on."""
 
+import threading
+
 from django.contrib.postgres.fields import (
     ArrayField,
     DateTimeRangeField,
@@ -9,7 +11,7 @@ from django.contrib.postgres.fields import (
 from django.db import models
 from django.db.models.query import QuerySet
 
-from vinyl import VinylManager, VinylModel, VinylQuerySet
+from vinyl import VinylManager, VinylModel, VinylQuerySet, is_async
 
 
 class Author(VinylModel):
@@ -302,6 +304,40 @@ class ShoutingNote(models.Model):
     def save(self, *args, **kwargs):
         self.text = self.text.upper()
         super().save(*args, **kwargs)
+
+
+SAVE_LOG: list[tuple] = []
+
+
+class SyncSavedNote(VinylModel):
+    """A VinylModel whose save() override is synchronous code, written as Django's own (auth's
+    AbstractBaseUser): super().save() without return, then work that needs the saved row."""
+
+    text = models.CharField(max_length=100, unique=True)
+
+    def save(self, *args, **kwargs):
+        self.text = self.text.strip()
+        super().save(*args, **kwargs)
+        SAVE_LOG.append(
+            (
+                "sync override",
+                self.text,
+                self.pk is not None,
+                is_async(),
+                SyncSavedNote.vinyl.filter(pk=self.pk).count(),  # vinyl's API
+                ShoutingNote.objects.count(),  # Django's own ORM
+            )
+        )
+
+
+class ReturningNote(VinylModel):
+    """A VinylModel whose save() override returns super().save(), as vinyl's guide writes it."""
+
+    text = models.CharField(max_length=100)
+
+    def save(self, *args, **kwargs):
+        SAVE_LOG.append(("returning override", threading.current_thread().name))
+        return super().save(*args, **kwargs)
 
 
 INSERT_CALLS: list[str] = []

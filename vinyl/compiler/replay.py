@@ -2,15 +2,17 @@
 
 Some of Django's query logic does its I/O halfway through (``Query.get_aggregation``,
 ``prefetch_related_objects``, ``QuerySet.in_bulk``, ``Collector.collect`` …). Rather than copy
-those functions, async mode runs them as they are, once, on a greenlet (vinyl.db.worker):
-vinyl's compile-only connections are installed in its context, and when the function reaches a
-query, its compiler's ``execute_sql()`` hands the query to the calling task, which runs it on the
-event loop and hands back the rows (or raises the error where the query stood). So the function,
-and the user code inside it, runs exactly as often as in Django's own sync call, and no answer
-can ever be given to the wrong query.
+those functions, async mode runs them as they are, once, in a worker thread (vinyl.worker), in
+sync mode as any sync code: vinyl's compile-only connections are installed for that thread, and
+every vinyl operation started there (a compiler's ``vinyl_execute_sql()`` when Django's code
+reaches a query, a vinyl queryset's ``count()`` in user code such as ``on_delete=SET(callable)``)
+is handed, not started, to the calling task, which runs it on the event loop and hands back its
+value (or raises its error where the call stood). So the function, and the user code inside it,
+runs exactly as often as in Django's own sync call, and no answer can ever be given to the wrong
+query. :func:`call_sync_code` runs user code the same way (a synchronous ``save()`` override).
 
 A function whose first query is its last step (``get_aggregation``, behind ``count()`` and
-``aggregate()``) needs no greenlet: it runs on the loop up to that query (the compiler raises
+``aggregate()``) needs no thread: it runs on the loop up to that query (the compiler raises
 :class:`NeedsQuery`), and the caller finishes from the answer (*finish*).
 
 Sync mode calls the functions directly: there Django runs its own queries on its own connection.
@@ -24,21 +26,20 @@ from typing import Any
 
 from django.db import connections
 
-from ..db.worker import Call, replaced_connections
-from ..db.wrapper import is_postgresql, sql_connection
+from ..db.worker import Call
+from ..db.wrapper import compile_wrapper, is_postgresql
 from ..flags import is_async, reset_async, set_async
 from ..futures import maybe_async
+from ..futures.driver import _sync_runner, reset_sync_runner, set_sync_runner
+from ..futures.shields import shielded
 from . import compilers
 from .tape import _FINISH, NeedsQuery, _tape
 
-__all__ = ["call_with_io"]
+__all__ = ["call_sync_code", "call_with_io", "in_worker"]
 
 
 class _Installed:
-    """Install vinyl's compile-only connection as ``connections[alias]`` for this context.
-
-    (``connections`` keeps a contextvar per task, or per greenlet context, while a loop runs in
-    the thread, and a thread-local otherwise.)
+    """Install vinyl's compile-only connection as ``connections[alias]`` for this thread.
 
     Only on PostgreSQL aliases: the others (SQLite, MySQL, an empty ``default``) are left as
     they are. Whatever happens, every alias installed is restored on exit.
@@ -46,25 +47,19 @@ class _Installed:
 
     def __init__(self) -> None:
         self.saved: list[tuple[str, Any]] = []
-        self.token: Any = None
 
     def __enter__(self) -> None:
         try:
             for alias in connections.settings:
                 if is_postgresql(alias):
-                    wrapper = sql_connection(alias)
+                    wrapper = compile_wrapper(alias)
                     self.saved.append((alias, connections[alias]))
                     connections[alias] = wrapper
-            # What a statement run here reports to (see vinyl.db.querylog).
-            self.token = replaced_connections.set(dict(self.saved))
         except BaseException:
             self.__exit__()
             raise
 
     def __exit__(self, *exc: object) -> None:
-        if self.token is not None:
-            replaced_connections.reset(self.token)
-            self.token = None
         for alias, previous in reversed(self.saved):
             connections[alias] = previous
         self.saved.clear()
@@ -101,14 +96,38 @@ class _VinylCompilers:
 
 @contextmanager
 def _in_worker(call: Any) -> Iterator[None]:
-    """The greenlet's setting: its queries go to *call*, vinyl compiles them (async mode)."""
-    tape, mode = _tape.set(call), set_async(True)
+    """The worker thread's setting: sync mode, as for any sync code, with vinyl's compile-only
+    connections installed and every vinyl operation started there (Django's queries included,
+    through vinyl's compilers) run by the calling task (*call*)."""
+    # Auto mode: sync here (no loop runs in the thread), async in a loop user code starts.
+    runner, mode = set_sync_runner(call.run), set_async(None)
     try:
         with _Installed():
             yield
     finally:
         reset_async(mode)
-        _tape.reset(tape)
+        reset_sync_runner(runner)
+
+
+def in_worker() -> bool:
+    """Whether this code runs in vinyl's worker thread for an async-mode caller."""
+    return _sync_runner.get() is not None
+
+
+@maybe_async
+def call_sync_code(func: Callable[[], Any]):
+    """Return ``func()``, synchronous code that may do I/O (a model's ``save()`` override).
+
+    Sync mode calls it. Async mode runs it once in a worker thread, in sync mode as any sync
+    code is, with every vinyl operation it starts and every query of Django's ORM it runs handed
+    to the calling task: they run on the event loop, in the task's transaction (its pinned
+    connection), and their values or errors come back to *func* where it called them. So *func*
+    runs exactly as Django runs it, once; what it returns is returned (awaited, if awaitable).
+    """
+    if not is_async():
+        return func()
+    result = yield _serve(Call(func, _in_worker))
+    return result
 
 
 @maybe_async
@@ -117,7 +136,7 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
 
     *finish* is for a function whose first query is its last step (``Query.get_aggregation``):
     async mode then runs *func* on the loop up to that query and returns
-    ``finish(compiler, answer)`` (no greenlet, one compilation).
+    ``finish(compiler, answer)`` (no thread, one compilation).
     """
     if not is_async():
         with _VinylCompilers():
@@ -133,32 +152,38 @@ def call_with_io(func: Callable[[], Any], finish: Callable[[Any, Any], Any] | No
             _tape.reset(token)
         result = yield need.compiler.vinyl_execute_sql(*need.args)
         return finish(need.compiler, result)
-    call = Call(func, _in_worker)
-    kind, payload = call.start()
-    while kind in ("query", "wait"):
-        if kind == "wait":  # a vinyl operation run in the function waits for the loop
-            try:
-                yield call.waitable(payload)
-            except GeneratorExit:
-                call.abandon()
-                raise
-            except BaseException as exc:  # cancelled: the operation handles it, as a task's
-                kind, payload = call.throw(exc)
+    return (yield _serve(Call(func, _in_worker)))
+
+
+@maybe_async
+def _serve(call: Call):
+    """Run the worker's queries and operations until its function returns; return its value."""
+    pending = None
+    try:
+        while True:
+            kind, payload = yield call.next()
+            if kind == "query":
+                compiler, args, pending = payload
+                work = compiler.vinyl_execute_sql(*args)
+            elif kind == "run":
+                work, _, pending = payload
             else:
-                kind, payload = call.send(None)
-            continue
-        compiler, args = payload
-        try:
-            result = yield compiler.vinyl_execute_sql(*args)
-        except Exception as exc:
-            kind, payload = call.throw(exc)  # raised where the query stood, as in Django
-        except BaseException:
-            # Cancelled, or closed unfinished: the function unwinds now (Abandoned at its
-            # query), so no query of it outlives this call.
-            call.abandon()
-            raise
-        else:
-            kind, payload = call.send(result)
+                break
+            try:
+                result = yield work
+            except Exception as exc:
+                pending.set_exception(exc)  # raised where the query stood, as in Django
+            else:
+                pending.set_result(result)
+            pending = None
+    except GeneratorExit:
+        call.abandon(pending).close()  # closed unfinished: the thread unwinds on its own
+        raise
+    except BaseException:
+        # Cancelled while the function runs: let the thread unwind first, so no query of it
+        # outlives this call.
+        yield shielded(call.abandon(pending))
+        raise
     if kind == "error":
         raise payload
     return payload

@@ -1,9 +1,9 @@
 """Who answers a query that Django's code asks synchronously in async mode (the "tape").
 
-While :func:`vinyl.compiler.replay.call_with_io` runs a Django function in async mode, a
-compiler's ``execute_sql()`` calls :func:`answer`: on its greenlet, the calling task runs the
-query and hands back its result (vinyl.db.worker); on the loop (``count()``'s one query, or a
-probe), :class:`NeedsQuery` stops the function at the query. Outside those, async mode has no
+While :func:`vinyl.compiler.replay.call_with_io` runs a Django function on the loop in async
+mode (``count()``'s one query, or a probe), a compiler's ``execute_sql()`` calls :func:`answer`,
+and :class:`NeedsQuery` stops the function at the query. (In vinyl's worker thread the mode is
+sync, and the calling task runs the query: vinyl.db.worker.) Outside those, async mode has no
 tape and a synchronous query is an error (:class:`SynchronousQueryError`).
 """
 

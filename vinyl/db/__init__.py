@@ -2,7 +2,7 @@
 
 Modules, lowest first (each imports only the ones before it; see tests/test_layering.py):
 
-* ``worker``: the greenlet on which a Django function with mid-logic queries runs once;
+* ``worker``: the worker threads in which Django functions with mid-logic queries run once;
 * ``querylog``: the hook every statement passes through: Django's SQL log, query list and execute
   wrappers in async mode, ``execute_wrapper()`` and ``capture_queries()`` in both;
 * ``requestlog``: ``QueryLog`` (per context: per request) with its N+1 detector, and the ASGI

@@ -42,7 +42,6 @@ from django.db import connections
 
 from ..compat import mirrors
 from ..futures import maybe_async
-from .worker import replaced_connections
 
 __all__ = ["capture_queries", "execute_wrapper", "observed"]
 
@@ -101,21 +100,8 @@ def observed(execute: Callable[..., Any], handle: Any, sql: Any, params: Any, *a
     return _observe(watch, execute, handle, sql, params, args)
 
 
-def _django_connection(alias: str) -> Any:
-    """Django's connection object of *alias* here (not the compile-only wrapper a Django function
-    that call_with_io runs has in its place: the calling task's, see vinyl.db.worker)."""
-    replaced = replaced_connections.get()
-    if replaced is not None and alias in replaced:
-        return replaced[alias]
-    return connections[alias]
-
-
 def _watching_connection(alias: str) -> Any:
     """Django's connection object of *alias* here if it logs or wraps statements, else None."""
-    replaced = replaced_connections.get()
-    if replaced is not None and alias in replaced:
-        conn = replaced[alias]
-        return conn if settings.DEBUG or conn.execute_wrappers or conn.force_debug_cursor else None
     if settings.DEBUG:
         return connections[alias]
     # Without creating one: in async code Django keeps a connection object per context (asgiref's
@@ -138,11 +124,7 @@ def _observe(watch: _Watch, execute: Any, handle: Any, sql: Any, params: Any, ar
     chain = innermost
     for wrapper in reversed(wrappers):
         chain = functools.partial(wrapper, chain)
-    context = {
-        "connection": _django_connection(handle.alias),
-        "cursor": None,
-        "alias": handle.alias,
-    }
+    context = {"connection": connections[handle.alias], "cursor": None, "alias": handle.alias}
     return (yield chain(sql, params, _is_many(args), context))
 
 

@@ -87,7 +87,7 @@ def _sync_connection_of_this_thread(alias: str, loop: asyncio.AbstractEventLoop)
     if wrapper is compile_wrapper(alias):  # installed by vinyl.compiler.replay for its worker
         raise RuntimeError(
             "An event loop was started inside a Django function that vinyl's async mode runs in "
-            "a greenlet (prefetching, deletion, in_bulk() …), and async mode was used on "
+            "a worker thread (prefetching, deletion, in_bulk() …), and async mode was used on "
             "it: in a test run, that loop cannot reach the test's connection. Query with sync "
             "code there (Model.objects …): its queries run on the calling task."
         )
@@ -132,6 +132,12 @@ class BorrowedConnection(psycopg.AsyncConnection):
     async def close(self) -> None:
         return None  # Django's connection closes the session
 
+    def discard(self) -> None:
+        """Drop what refers back to this view (vinyl.db.connection's statement cursor), so that
+        a view no test uses any more is freed at once, not left in a reference cycle (Django's
+        select_related tests check gc.garbage)."""
+        vars(self).pop("_vinyl_cursor", None)
+
     def __del__(self) -> None:
         return None  # not open "by us": no ResourceWarning
 
@@ -154,6 +160,8 @@ async def prepare_in_tests(alias: str) -> None:
         return
     pin = state.pins.get(alias)
     if pin is None or pin.test_transaction_ended():
+        if pin is not None:
+            pin.conn.discard()
         server_binding = wrapper.settings_dict["OPTIONS"].get("server_side_binding") is True
         cursor_factory = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
         pin = Pin(alias, BorrowedConnection(wrapper.connection, cursor_factory), None)

@@ -28,6 +28,7 @@ import functools
 import inspect
 import itertools
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,8 @@ logger = logging.getLogger("vinyl.transaction")
 
 # Names of the savepoints that stand for outermost blocks in a test's transaction.
 _test_savepoints = itertools.count(1)
+# The outer_savepoint of an outermost atomic(savepoint=False) block in a test's transaction.
+_NO_SAVEPOINT = ""
 
 # The frame of a savepoint=False block in a child task (see Atomic.__aenter__).
 _CHILD: Any = object()
@@ -87,6 +90,11 @@ class Pin:
     #: The savepoint that stands for BEGIN/COMMIT of a block opened on a test's transaction.
     outer_savepoint: str | None = None
 
+    @property
+    def owner(self) -> asyncio.Task[Any] | None:
+        """The task that opened the transaction (only it may open savepoints)."""
+        return None if self._owner is None else self._owner()
+
     def is_test_transaction(self) -> bool:
         """Whether this pin is a test's own transaction (not a block of vinyl's in it)."""
         return self.session is not None and self.outer_savepoint is None
@@ -101,7 +109,10 @@ class Pin:
         self.alias = alias
         self.conn = conn
         self.pool = pool
-        self.owner = asyncio.current_task()
+        # Weakly: a test's transaction pin stays in its task's context for the rest of the
+        # task, and task → context → pin → task would be a reference cycle per test.
+        owner = asyncio.current_task()
+        self._owner = None if owner is None else weakref.ref(owner)
         self.loop = asyncio.get_running_loop()
         self.savepoint_ids: list[str | None] = []
         self.run_on_commit: list[tuple[set[str], Callable[[], Any], bool]] = []
@@ -149,11 +160,16 @@ class Pin:
 
     def _check(self, check: bool) -> None:
         self.check_open()
-        if check and self.needs_rollback:
+        if not check:
+            return
+        holder: Any = self
+        if self.is_test_transaction():
+            holder = self.session  # Django's flag, which the test's atomic() blocks clear
+        if holder.needs_rollback:
             raise TransactionManagementError(
                 "An error occurred in the current transaction. You can't execute queries until "
                 "the end of the 'atomic' block."
-            ) from self.rollback_exc
+            ) from holder.rollback_exc
 
     def check_usable(self) -> None:
         """Raise if the block has ended or a failed statement awaits its rollback."""
@@ -289,10 +305,16 @@ class Atomic:
                 session = pin
                 pin = Pin(alias, session.conn, None, lock=session._lock)
                 pin.session, pin.test_block = session.session, session.test_block
-                pin.outer_savepoint = f"vinyl_t{next(_test_savepoints)}"
-                statement = f'SAVEPOINT "{pin.outer_savepoint}"'
+                if self.savepoint:
+                    pin.outer_savepoint = f"vinyl_t{next(_test_savepoints)}"
+                    statement = f'SAVEPOINT "{pin.outer_savepoint}"'
+                else:
+                    # As Django's atomic(savepoint=False) nested in the test's block: no
+                    # statement; a failure marks the test's transaction for rollback.
+                    pin.outer_savepoint, statement = _NO_SAVEPOINT, None
             try:
-                await pin.execute(statement)
+                if statement is not None:
+                    await pin.execute(statement)
             except BaseException:
                 pin.close()
                 if pin.pool is not None:
@@ -393,6 +415,8 @@ class Atomic:
             await pin.enter(check=False, task=task)  # waits for child tasks' running operations
             if success and not pin.needs_rollback:
                 sid = pin.outer_savepoint
+                if sid == _NO_SAVEPOINT:
+                    return True
                 try:
                     await pin.execute(
                         "COMMIT" if sid is None else f'RELEASE SAVEPOINT "{sid}"', task
@@ -411,6 +435,9 @@ class Atomic:
     @staticmethod
     async def _quiet_rollback(pin: Pin, task: Any) -> None:
         sid = pin.outer_savepoint
+        if sid == _NO_SAVEPOINT:
+            pin.session.needs_rollback = True  # Django's Atomic.__exit__ without a savepoint
+            return
         try:
             if sid is None:
                 await pin.execute("ROLLBACK", task)
@@ -554,8 +581,16 @@ def mark_for_rollback_on_error(using: str | None = None) -> Iterator[None]:
     except Exception as exc:
         pin = current_pin(using or DEFAULT_DB_ALIAS)
         if pin is not None:
-            pin.needs_rollback = True
-            pin.rollback_exc = exc
+            if pin.is_test_transaction():
+                # The test's transaction is Django's: mark it as Django does, so that a
+                # transaction.atomic() block of the test around this query rolls back and
+                # clears the mark, as in Django.
+                if pin.session.in_atomic_block:
+                    pin.session.needs_rollback = True
+                    pin.session.rollback_exc = exc
+            else:
+                pin.needs_rollback = True
+                pin.rollback_exc = exc
         raise
 
 

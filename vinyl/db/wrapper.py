@@ -40,8 +40,12 @@ def _compile_wrapper_class(backend_class: type) -> type:
 
         def ensure_connection(self) -> None:
             raise RuntimeError(
-                "vinyl's async-mode SQL compiler tried to use Django's sync connection for "
-                f"alias {self.alias!r}; this is a vinyl bug, please report it."
+                f"Django's own connection for alias {self.alias!r} was asked for (a cursor, "
+                "transaction.atomic()) by sync code that vinyl runs in its worker thread for an "
+                "async-mode operation (a save() override, a signal's sync receiver, on_delete="
+                "SET(callable)): only ORM queries reach the calling task there. Use the ORM, "
+                "or run the operation in sync mode (vinyl.sync_mode()). Without such code, "
+                "this is a vinyl bug: please report it."
             )
 
     CompileWrapper.ops_class = ops_class

@@ -20,6 +20,7 @@ awaitable that reaches sync mode is a bug and raises :class:`AwaitableInSyncMode
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import warnings
@@ -44,6 +45,23 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 _CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
+
+
+# Sync mode in a thread that runs synchronous code for an async-mode caller (vinyl.db.worker):
+# each operation started there is handed, not started, to this callable, which has the calling
+# task run it on its event loop and returns its value (or raises its error).
+_sync_runner: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.ContextVar(
+    "vinyl_sync_runner", default=None
+)
+
+
+def set_sync_runner(runner: Callable[[Any], Any] | None) -> contextvars.Token[Any]:
+    """Have sync mode's operations in this context run by *runner* (see vinyl.db.worker)."""
+    return _sync_runner.set(runner)
+
+
+def reset_sync_runner(token: contextvars.Token[Any]) -> None:
+    _sync_runner.reset(token)
 
 
 # Types whose instances are never awaitable, learnt as values go by: the drivers handle most
@@ -342,6 +360,9 @@ def maybe_async(genfunc: Callable[P, Generator[Any, Any, T]]) -> Callable[P, Awa
             raise
         if is_async():
             return _Operation(gen, args, kwargs)
+        runner = _sync_runner.get()
+        if runner is not None:
+            return runner(_Operation(gen, args, kwargs))
         return _drive_sync(gen)
 
     operation.__vinyl_generator__ = genfunc  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ changes to the instance, which a replay would repeat. Everything around the quer
 
 from __future__ import annotations
 
+import dis
+import functools
 import inspect
 import sys
 from typing import Any
@@ -27,6 +29,7 @@ from django.db.models.query import QuerySet
 from django.db.models.signals import post_save, pre_save
 
 from ..compat import RETURNING_ON_SAVE, mirrors, not_updated_error
+from ..compiler.replay import call_sync_code
 from ..compiler.statements import insert_objs, update_returning
 from ..compiler.tape import SynchronousQueryError, _tape
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
@@ -52,7 +55,7 @@ __all__ = [
 _MISSING: Any = object()
 
 
-_save_hooks_cache: dict[type, tuple[str, ...]] = {}
+_save_hooks_cache: dict[tuple[type, type, Any], tuple[str, ...]] = {}
 
 
 def custom_save_hooks(cls: type) -> tuple[str, ...]:
@@ -62,7 +65,10 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
     and updates through ``Model._do_update`` → ``QuerySet._update()``: a model or a custom
     manager/queryset may override those, and vinyl's own save chain would skip the override.
     """
-    found = _save_hooks_cache.get(cls)
+    manager = cls._meta.concrete_model._base_manager  # a proxy saves through its concrete's
+    # The manager's queryset class may change after the first save (Django's tests do).
+    key = (cls, type(manager), getattr(manager, "_queryset_class", None))
+    found = _save_hooks_cache.get(key)
     if found is not None:
         return found
     hooks = [
@@ -70,7 +76,6 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
         for name in ("_do_insert", "_do_update", "_save_table", "_save_parents", "save_base")
         if getattr(cls, name) is not getattr(Model, name)
     ]
-    manager = cls._base_manager
     queryset_class = type(manager.get_queryset())
     for name in ("_insert", "_update"):
         standard = getattr(QuerySet, name)
@@ -79,19 +84,8 @@ def custom_save_hooks(cls: type) -> tuple[str, ...]:
             hooks.append(f"{type(manager).__name__}.{name}()")
         elif getattr(queryset_class, name, standard) is not standard:
             hooks.append(f"{queryset_class.__name__}.{name}()")
-    _save_hooks_cache[cls] = found = tuple(hooks)
+    _save_hooks_cache[key] = found = tuple(hooks)
     return found
-
-
-def refuse_sync_override(cls: type, what: str) -> None:
-    """Raise the error that names the fix when async mode would have to skip *what*."""
-    raise TypeError(
-        f"{what} is synchronous Django code that vinyl's async mode cannot call (it would block "
-        f"the event loop), and skipping it would change what saving a {cls.__name__} does. Save "
-        f"{cls.__name__} in sync mode (vinyl.sync_mode(), or Django's own a-methods such as "
-        f"`await obj.asave()` on Model.objects, which run it in a worker thread), or move that "
-        "logic to a pre_save/post_save receiver (they run in both modes)."
-    )
 
 
 @maybe_async
@@ -106,14 +100,19 @@ def save(
     """Save *obj* with Django's ``Model.save()`` semantics, maybe-async; return None.
 
     A model whose save chain is customised (``custom_save_hooks``) is saved by Django's own
-    ``Model.save()`` in sync mode; async mode refuses it with an error naming the fix.
+    ``Model.save()`` (in async mode through :func:`vinyl.compiler.replay.call_sync_code`).
     """
-    hooks = custom_save_hooks(type(obj))
-    if hooks:
-        if is_async():
-            refuse_sync_override(type(obj), " and ".join(hooks))
-        Model.save(obj, force_insert=force_insert, force_update=force_update, using=using,
-                   update_fields=update_fields)  # fmt: skip
+    if custom_save_hooks(type(obj)):
+        # Django's own save chain, which calls them (in async mode, in vinyl's worker thread).
+        yield call_sync_code(
+            lambda: Model.save(
+                obj,
+                force_insert=force_insert,
+                force_update=force_update,
+                using=using,
+                update_fields=update_fields,
+            )
+        )
         return None
     yield _save(obj, force_insert, force_update, using, update_fields, False)
 
@@ -552,35 +551,86 @@ def _refuse_django_caller(obj: Any, method: str) -> None:
 def save_object(obj: Any, **kwargs: Any) -> Any:
     """Save *obj* in the current mode (maybe-async), as Django's writes call ``obj.save()``.
 
-    A VinylModel whose class overrides save() gets its own save() called, as in Django (in async
-    mode the override must return ``super().save(...)``). Other models (a VinylManager put on a
-    plain Django model) are saved by vinyl's implementation of ``Model.save()``, unless their
-    class overrides ``save()``: sync mode then calls it, as Django does; async mode cannot call
-    synchronous code and raises an error naming the fix (never a silent skip).
+    A class that overrides save() gets it called, as in Django. An override of a VinylModel that
+    returns ``super().save(...)`` (an awaitable in async mode) runs at once in both modes. Any
+    other override is synchronous code (Django's way: ``super().save(...)`` without ``return``,
+    auth's ``AbstractBaseUser``, a plain model's): async mode runs it once in vinyl's worker
+    thread in sync mode, its ``super().save()`` and other queries run by the calling task in
+    its transaction (:func:`vinyl.compiler.replay.call_sync_code`).
     """
-    if isinstance(obj, InstanceWrites) and type(obj).save is not InstanceWrites.save:
-        result = obj.save(**kwargs)
-        if is_async() and not inspect.isawaitable(result):
-            raise TypeError(
-                f"{type(obj).__name__}.save() returned {result!r} in async mode: an override of "
-                "save() on a VinylModel must return super().save(...) (an awaitable in async "
-                "mode), or the save never runs."
-            )
-        return result
-    if not isinstance(obj, InstanceWrites) and type(obj).save is not Model.save:
+    save_method = type(obj).save
+    if isinstance(obj, InstanceWrites):
+        if save_method is InstanceWrites.save:
+            return save(obj, **kwargs)
+        if not is_async() or not _may_return_none(save_method):
+            result = obj.save(**kwargs)
+            if is_async() and not inspect.isawaitable(result):
+                raise TypeError(
+                    f"{type(obj).__name__}.save() returned {result!r} in async mode: an override "
+                    "of save() on a VinylModel must return super().save(...) (an awaitable in "
+                    "async mode), or the save never runs."
+                )
+            return result
+    elif save_method is Model.save:
+        return save(obj, **kwargs)
+    return call_sync_code(lambda: obj.save(**kwargs))
+
+
+_returns_none_cache: dict[Any, bool] = {}
+
+
+def _may_return_none(func: Any) -> bool:
+    """Whether the save() override *func* may return None: then it is synchronous code that
+    does not hand back ``super().save()``'s awaitable (``return`` without a value, or none)."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return True  # not a Python function: it may be anything
+    found = _returns_none_cache.get(code)
+    if found is None:
+        found = False
+        previous = None
+        for instruction in dis.get_instructions(code):
+            name = instruction.opname
+            if (name == "RETURN_CONST" and instruction.argval is None) or (
+                name == "RETURN_VALUE"
+                and previous is not None
+                and previous.opname == "LOAD_CONST"
+                and previous.argval is None
+            ):
+                found = True
+                break
+            previous = instruction
+        _returns_none_cache[code] = found
+    return found
+
+
+def _sync_save(override: Any) -> Any:
+    """Wrap a subclass's synchronous save() override: in async mode, calling it returns an
+    awaitable that runs it in vinyl's worker thread (see save_object)."""
+
+    @functools.wraps(override)
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
         if is_async():
-            refuse_sync_override(type(obj), f"{type(obj).__name__}.save()")
-        obj.save(**kwargs)
-        return None
-    return save(obj, **kwargs)
+            return call_sync_code(lambda: override(self, *args, **kwargs))
+        return override(self, *args, **kwargs)
+
+    return save
 
 
 class InstanceWrites:
     """The write methods of VinylModel instances (a base class; see the module docstring).
 
-    In sync mode they return values as Django's do; in async mode awaitables. A subclass that
-    overrides ``save()`` must return ``super().save(...)`` (an awaitable in async mode).
+    In sync mode they return values as Django's do; in async mode awaitables. A subclass's
+    ``save()`` override that returns ``super().save(...)`` runs as it is; one written as Django's
+    (``super().save(...)`` without ``return``) is wrapped so that, in async mode, calling it
+    returns an awaitable that runs it in vinyl's worker thread (see :func:`save_object`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        override = cls.__dict__.get("save")
+        if inspect.isfunction(override) and _may_return_none(override):
+            cls.save = _sync_save(override)  # type: ignore[method-assign]
 
     def save(
         self,
@@ -644,7 +694,8 @@ class InstanceWrites:
     ) -> None:
         """``await obj.save(...)`` in async mode (Django's asave without a worker thread)."""
         with async_mode():
-            await self.save(
+            await save_object(
+                self,
                 force_insert=force_insert,
                 force_update=force_update,
                 using=using,

@@ -1,6 +1,6 @@
 """``prefetch_related_objects``: Django's, run in the current mode.
 
-Sync mode calls Django's function. Async mode runs it once on a greenlet, its queries run
+Sync mode calls Django's function. Async mode runs it once in a worker thread, its queries run
 on the event loop (vinyl.compiler.replay).
 VinylQuerySet uses it for ``prefetch_related`` (per chunk when streaming), and so do raw
 querysets and ``obj.q``.

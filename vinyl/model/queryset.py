@@ -140,16 +140,8 @@ class VinylQuerySet(Evaluation, QuerySetWrites[M], CachedChain, QuerySet, Generi
             return
         if not is_async():
             self._fetch()
-        elif (tape := _tape.get()) is not None:  # inside a Django function run by call_with_io
-            if self._vinyl_shape is not None and hasattr(tape, "run"):
-                # A recorded queryset (a prefetch's, see vinyl.model.prefetch): vinyl's fetch
-                # (the query cache), run in the function's greenlet.
-                if self._result_cache is None:
-                    self._result_cache = tape.run(querycache.fetch(self))
-                if self._prefetch_related_lookups and not self._prefetch_done:
-                    self._prefetch_related_objects()  # Django's, in the function
-            else:
-                super()._fetch_all()  # its queries are taped
+        elif _tape.get() is not None:
+            super()._fetch_all()  # inside a replayed Django function: its queries are taped
         else:
             raise ImplicitQueryError(
                 f"This {self.model.__name__} queryset has not been evaluated, and async mode "

@@ -1,12 +1,12 @@
 """Model signals in the current mode.
 
 Sync mode calls Django's ``Signal.send()`` (async receivers run through ``async_to_sync``, as in
-Django). Async mode awaits ``Signal.asend()``: async receivers are awaited on the event loop, and
-sync receivers are run by Django through ``sync_to_async`` — in a worker thread, as for any
-``asend()``, where they see sync mode whatever started the write (an a-method included). Django
-6.1 runs the sync receivers first, then the async ones concurrently; Django 5.2 runs both groups
-concurrently. A sync receiver that must run in the event loop's thread
-should be written as an ``async def`` receiver.
+Django). Async mode mirrors ``Signal.asend()``: the sync receivers first, then the async ones
+concurrently, awaited on the event loop (Django 6.1's order; 5.2 ran both groups at once). The
+sync receivers are sync code: where Django's ``asend()`` runs them through ``sync_to_async``,
+on a Django connection of another thread, vinyl runs them once in its worker thread
+(:func:`vinyl.compiler.replay.call_sync_code`), in sync mode, and their queries run in the
+calling task, in its transaction, as the sender's do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from ..flags import is_async, reset_async, set_async
+from ..compat import mirrors
+from ..compiler.replay import call_sync_code
+from ..flags import is_async
+from ..futures import gather, maybe_async
 
 __all__ = ["send"]
 
@@ -33,13 +36,18 @@ def send(signal: Signal, sender: Any, **named: Any) -> Any:
     return None
 
 
-async def _asend(signal: Signal, sender: Any, named: dict[str, Any]) -> Any:
-    # Auto mode while the receivers run: async receivers, on this loop, see async mode; sync
-    # receivers, which Django runs in a worker thread, see sync mode there, as in Django. An
-    # explicit async mode (vinyl's a-methods set one) would follow them into that thread, where
-    # nothing awaits (the copied context carries it).
-    token = set_async(None)
-    try:
-        return await signal.asend(sender=sender, **named)
-    finally:
-        reset_async(token)
+@mirrors("django.dispatch.dispatcher:Signal.asend")
+@maybe_async
+def _asend(signal: Signal, sender: Any, named: dict[str, Any]):
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    if sync_receivers:
+
+        def sync_send() -> None:
+            for receiver in sync_receivers:
+                receiver(signal=signal, sender=sender, **named)
+
+        yield call_sync_code(sync_send)
+    if async_receivers:
+        yield gather(
+            *(receiver(signal=signal, sender=sender, **named) for receiver in async_receivers)
+        )

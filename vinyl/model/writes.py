@@ -38,6 +38,7 @@ from ..compiler import querycache
 from ..compiler.replay import call_with_io
 from ..compiler.statements import insert_objs, update_query
 from ..db.transaction import in_atomic, mark_for_rollback_on_error
+from ..flags import is_async
 from ..futures import maybe_async
 from .deletion import collect, delete_collected
 from .evaluation import native_write_method
@@ -54,6 +55,14 @@ class _Raised(BaseException):
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+def _generic_foreign_key_given(model: type, kwargs: dict[str, Any]) -> bool:
+    """Whether *kwargs* set a GenericForeignKey of *model* (a private field with a content type)."""
+    return any(
+        field.name in kwargs and hasattr(field, "get_content_type")
+        for field in model._meta.private_fields
+    )
 
 
 class QuerySetWrites(Generic[M]):
@@ -73,7 +82,12 @@ class QuerySetWrites(Generic[M]):
                 "The following fields do not exist in this model: "
                 + ", ".join(reverse_one_to_one_fields)
             )
-        obj = self.model(**kwargs)
+        if is_async() and _generic_foreign_key_given(self.model, kwargs):
+            # GenericForeignKey.__set__ looks the content type up, a synchronous query on a cold
+            # ContentType cache: the constructor is sync code that may query.
+            obj = yield call_with_io(lambda: self.model(**kwargs))
+        else:
+            obj = self.model(**kwargs)
         self._for_write = True
         yield _save_object(obj, force_insert=True, using=self.db)
         if FETCH_MODES:
