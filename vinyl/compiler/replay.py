@@ -162,13 +162,9 @@ def _serve(call: Call):
     try:
         while True:
             kind, payload = yield call.next()
-            if kind == "query":
-                compiler, args, pending = payload
-                work = compiler.vinyl_execute_sql(*args)
-            elif kind == "run":
-                work, _, pending = payload
-            else:
+            if kind != "run":
                 break
+            work, _, pending = payload
             try:
                 result = yield work
             except Exception as exc:

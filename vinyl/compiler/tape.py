@@ -32,8 +32,8 @@ class NeedsQuery(BaseException):
         self.compiler, self.args, self.key = compiler, args, key
 
 
-# What answers a query: a worker Call (vinyl.db.worker), _FINISH, or a dict (a probe: a query
-# raises NeedsQuery unless it is known to be empty).
+# What answers a query: _FINISH, or a dict (a probe: a query raises NeedsQuery unless it is
+# known to be empty).
 _tape: contextvars.ContextVar[Any] = contextvars.ContextVar("vinyl_tape", default=None)
 # The tape of a call_with_io(func, finish): func's first query is its last.
 _FINISH: dict[Any, Any] = {}
@@ -48,14 +48,11 @@ def answer(compiler: Any, args: tuple[Any, ...]) -> Any:
             "loop. Use vinyl's API (Model.vinyl querysets, `await obj.q.<relation>`) and await "
             "it, or run this code in sync mode (vinyl.sync_mode(), in a thread without a loop)."
         )
-    if tape is _FINISH:
-        raise NeedsQuery(compiler, args, None)  # compiled once, by vinyl_execute_sql()
-    if type(tape) is dict:
+    if tape is not _FINISH:  # a probe
         try:
             compiler.as_sql()
         except EmptyResultSet:
             # No query to run: answer what Django's execute_sql() answers (an empty MULTI
             # result, None otherwise) and let the function carry on.
             return [] if args and args[0] == MULTI else None
-        raise NeedsQuery(compiler, args, None)
-    return tape.ask(compiler, args)
+    raise NeedsQuery(compiler, args, None)  # (_FINISH: compiled once, by vinyl_execute_sql())

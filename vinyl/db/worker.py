@@ -2,17 +2,19 @@
 
 Some of Django's query logic does I/O halfway through (``Collector.collect``,
 ``prefetch_related_objects``, ``QuerySet.in_bulk`` …). In async mode :func:`vinyl.replay.call_with_io`
-runs such a function here: in a worker thread, in a copy of the calling task's context, with
-vinyl's compile-only connections installed for that thread. When the function reaches a query,
-the thread hands the compiler to the calling task and blocks; the task runs the query natively
-on the event loop (its pinned transaction, cancellation guards and pool included) and hands the
-rows back, or the error, which is raised where the query stood, as in Django's sync call. So the
+runs such a function here: in a worker thread, in a copy of the calling task's context, in sync
+mode, with vinyl's compile-only connections installed for that thread. When the function starts a
+vinyl operation (a compiler's query when Django's code reaches one, or a vinyl queryset's), the
+thread hands the operation, not started, to the calling task (:meth:`Call.run`) and blocks; the
+task runs it natively on the event loop (its pinned transaction, cancellation guards and pool
+included) and hands the value back, or the error, which is raised where the call stood, as in
+Django's sync call. So the
 function runs exactly once: user code inside it (``on_delete=SET(callable)``, ``pre_init`` and
 ``post_init`` receivers, custom lookups) runs as often as in Django's own sync call, and a
 one-shot iterable is consumed once.
 
 This module holds the thread side and the hand-over; the task side is the generator in
-vinyl.replay, which yields :meth:`Call.next` and the queries.
+vinyl.compiler.replay, which yields :meth:`Call.next` and the operations.
 """
 
 from __future__ import annotations
@@ -57,10 +59,6 @@ class Call:
         else:
             self._post("done", value)
 
-    def ask(self, compiler: Any, args: tuple[Any, ...]) -> Any:
-        """Hand a query to the calling task; return its result or raise its error (thread side)."""
-        return self._hand_over("query", (compiler, args))
-
     def run(self, operation: Any) -> Any:
         """Have the calling task await *operation* (a vinyl operation, not started, that sync
         code of the thread called); return its value or raise its error (thread side)."""
@@ -90,8 +88,8 @@ class Call:
 
     # -- the calling task ----------------------------------------------------------------------
     def next(self) -> Any:
-        """Await the thread's next event: ``("query", (compiler, args, answer))``, ``("run",
-        (operation, None, answer))``, ``("done", value)`` or ``("error", exception)``."""
+        """Await the thread's next event: ``("run", (operation, None, answer))``, ``("done",
+        value)`` or ``("error", exception)``."""
         return self._events.get()
 
     def abandon(self, answer: concurrent.futures.Future[Any] | None) -> Any:
@@ -101,7 +99,7 @@ class Call:
         pending = [answer]
         while not self._events.empty():
             kind, payload = self._events.get_nowait()
-            if kind == "query" or kind == "run":
+            if kind == "run":
                 pending.append(payload[2])
         for future in pending:
             if future is not None and not future.done():
