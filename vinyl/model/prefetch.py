@@ -62,14 +62,21 @@ def _recorded(queryset: Any) -> bool:
     return getattr(queryset, "_vinyl_shape", None) is not None
 
 
-def _base_queryset(manager: Any, django_class: type, querysets: Any) -> Any:
+def _base_queryset(manager: Any, instances: Any, querysets: Any) -> Any:
+    """The prefetch's base queryset as Django's get_prefetch_querysets() starts it (hints and
+    database), or None when it is not recorded: Django's own method then does the whole job."""
     if querysets:
         if len(querysets) != 1:
             raise ValueError(
                 "querysets argument of get_prefetch_querysets() should have a length of 1."
             )
-        return querysets[0]
-    return super(django_class, manager).get_queryset()  # Django's super().get_queryset()
+        queryset = querysets[0]
+    else:  # Django's super().get_queryset()
+        queryset = super(manager._vinyl_django_class, manager).get_queryset()
+    if not _recorded(queryset):
+        return None
+    queryset._add_hints(instance=instances[0])
+    return queryset.using(queryset._db or manager._db)
 
 
 @mirrors(
@@ -77,12 +84,9 @@ def _base_queryset(manager: Any, django_class: type, querysets: Any) -> Any:
     "create_reverse_many_to_one_manager.RelatedManager.get_prefetch_querysets"
 )
 def _reverse_many_to_one_prefetch(self: Any, instances: Any, querysets: Any = None) -> Any:
-    django_class = self._vinyl_django_class
-    queryset = _base_queryset(self, django_class, querysets)
-    if not _recorded(queryset):
-        return django_class.get_prefetch_querysets(self, instances, querysets)
-    queryset._add_hints(instance=instances[0])
-    queryset = queryset.using(queryset._db or self._db)
+    queryset = _base_queryset(self, instances, querysets)
+    if queryset is None:
+        return self._vinyl_django_class.get_prefetch_querysets(self, instances, querysets)
     rel_obj_attr = self.field.get_local_related_value
     instance_attr = self.field.get_foreign_related_value
     instances_dict = {instance_attr(inst): inst for inst in instances}
@@ -102,12 +106,9 @@ def _reverse_many_to_one_prefetch(self: Any, instances: Any, querysets: Any = No
     "create_forward_many_to_many_manager.ManyRelatedManager.get_prefetch_querysets"
 )
 def _many_to_many_prefetch(self: Any, instances: Any, querysets: Any = None) -> Any:
-    django_class = self._vinyl_django_class
-    queryset = _base_queryset(self, django_class, querysets)
-    if not _recorded(queryset):
-        return django_class.get_prefetch_querysets(self, instances, querysets)
-    queryset._add_hints(instance=instances[0])
-    queryset = queryset.using(queryset._db or self._db)
+    queryset = _base_queryset(self, instances, querysets)
+    if queryset is None:
+        return self._vinyl_django_class.get_prefetch_querysets(self, instances, querysets)
     queryset = queryset._vinyl_prefetch_filter(self.query_field_name, instances)
     # M2M: need to annotate the query in order to get the primary model that the secondary
     # model was actually related to. We know that there will already be a join on the join
